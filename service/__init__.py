@@ -1,0 +1,1 @@
+"""Liveline: an event-sourced backend for live-coverage pages."""

@@ -1,0 +1,42 @@
+"""Settings: one frozen Struct read from the environment (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+from msgspec import Struct
+
+ENVIRONMENT = {
+    "database_url": "DATABASE_URL",
+    "data_dir": "LIVELINE_DATA_DIR",
+    "pool_min_size": "LIVELINE_POOL_MIN_SIZE",
+    "pool_max_size": "LIVELINE_POOL_MAX_SIZE",
+    "cache_max_age": "LIVELINE_CACHE_MAX_AGE",
+    "cache_stale_while_revalidate": "LIVELINE_CACHE_STALE_WHILE_REVALIDATE",
+    "max_body_bytes": "LIVELINE_MAX_BODY_BYTES",
+    "log_level": "LIVELINE_LOG_LEVEL",
+}
+
+
+class Settings(Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    """Any PostgreSQL >= 14; unset means the embedded PostgreSQL under `data_dir`."""
+    data_dir: str = ".liveline"
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    cache_max_age: int = 5
+    """Seconds a shared cache or browser may serve a public read without asking again."""
+    cache_stale_while_revalidate: int = 30
+    max_body_bytes: int = 256 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        raw = {field: environ[var] for field, var in ENVIRONMENT.items() if environ.get(var)}
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SystemExit(f"liveline: bad configuration: {exc}") from exc

@@ -1,0 +1,82 @@
+"""Post body blocks: a closed set of tagged Structs; an unknown `type` fails to decode."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from service.domain.markup import clean_text
+
+Text = Annotated[str, Meta(min_length=1, max_length=20_000)]
+ShortText = Annotated[str, Meta(min_length=1, max_length=1_000)]
+WebUrl = Annotated[
+    str,
+    Meta(pattern=r"^[hH][tT][tT][pP][sS]?://[^\s/$.?#][^\s]*$", max_length=2_048, description="http(s) URL"),
+]
+EmbedProvider = Literal["twitter", "youtube", "instagram", "facebook", "tiktok", "other"]
+
+
+class _Block(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag_field="type"):
+    pass
+
+
+class Paragraph(_Block, tag="paragraph"):
+    text: Text
+
+
+class Heading(_Block, tag="heading"):
+    text: ShortText
+
+
+class Quote(_Block, tag="quote"):
+    text: Text
+    attribution: ShortText | None = None
+
+
+class ListBlock(_Block, tag="list"):
+    items: Annotated[list[Text], Meta(min_length=1, max_length=100)]
+
+
+class Image(_Block, tag="image"):
+    url: WebUrl
+    alt: ShortText
+    caption: ShortText | None = None
+    credit: ShortText | None = None
+
+
+class Embed(_Block, tag="embed"):
+    provider: EmbedProvider
+    url: WebUrl
+    fallback_text: ShortText | None = None
+
+
+class Link(_Block, tag="link"):
+    url: WebUrl
+    text: ShortText
+
+
+Block = Paragraph | Heading | Quote | ListBlock | Image | Embed | Link
+Body = Annotated[list[Block], Meta(min_length=1, max_length=200)]
+
+
+NOT_TEXT = frozenset({"url", "provider"})
+
+
+def clean_block(block: Block, where: str) -> Block:
+    """The block with every free-text field sanitised; URLs are already constrained to http(s)."""
+    changes: dict[str, str | list[str]] = {}
+    for name in block.__struct_fields__:
+        value = getattr(block, name)
+        if name in NOT_TEXT or value is None:
+            continue
+        if isinstance(value, list):
+            changes[name] = [clean_text(item, f"{where}.{name}[{i}]") for i, item in enumerate(value)]
+        else:
+            changes[name] = clean_text(value, f"{where}.{name}")
+    return msgspec.structs.replace(block, **changes)
+
+
+def clean_body(body: list[Block]) -> list[Block]:
+    return [clean_block(block, f"body[{i}]") for i, block in enumerate(body)]

@@ -1,0 +1,231 @@
+"""What editors ask for, and the checks each request must pass against current state.
+
+Each `decide_*` function is pure: given state and a request it returns the events to append
+(possibly none) or raises a DomainError.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from functools import cache
+from typing import Annotated
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from service.domain.blocks import Body, clean_body
+from service.domain.errors import (
+    CoverageAlreadyExists,
+    CoverageEnded,
+    CoverageNotFound,
+    CoverageStillLive,
+    InvalidField,
+    NothingToChange,
+    PostNotFound,
+    PostRetracted,
+    RevisionMismatch,
+)
+from service.domain.events import (
+    CoverageOpened,
+    CoverageReopened,
+    CoverageUpdated,
+    EventData,
+    PostEdited,
+    PostPinned,
+    PostPublished,
+    PostUnpinned,
+    PostRetracted as PostRetractedEvent,
+    CoverageEnded as CoverageEndedEvent,
+)
+from service.domain.markup import clean_text
+from service.domain.state import CoverageState, PostState
+
+CoverageId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,79}$", description="slug")]
+Title = Annotated[str, Meta(min_length=1, max_length=300)]
+Summary = Annotated[str, Meta(max_length=2_000)]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Editors = Annotated[list[Name], Meta(max_length=50)]
+TimezoneName = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/London")]
+Note = Annotated[str, Meta(min_length=1, max_length=1_000)]
+Reason = Annotated[str, Meta(min_length=1, max_length=1_000)]
+
+
+class _Request(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class OpenCoverage(_Request):
+    id: CoverageId
+    title: Title
+    summary: Summary | None = None
+    editors: Editors = []
+    timezone: TimezoneName = "UTC"
+
+
+class UpdateCoverage(_Request):
+    title: Title | UnsetType = UNSET
+    summary: Summary | None | UnsetType = UNSET
+    editors: Editors | UnsetType = UNSET
+    timezone: TimezoneName | UnsetType = UNSET
+
+
+class PublishPost(_Request):
+    body: Body
+    title: Title | None = None
+    byline: Name | None = None
+    key_event: bool = False
+
+
+class EditPost(_Request):
+    title: Title | None | UnsetType = UNSET
+    body: Body | UnsetType = UNSET
+    byline: Name | None | UnsetType = UNSET
+    key_event: bool | UnsetType = UNSET
+    note: Note | None = None
+
+
+class RetractPost(_Request):
+    reason: Reason
+
+
+class PinPost(_Request):
+    post_id: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _check_timezone(name: str | UnsetType) -> None:
+    if isinstance(name, str) and name not in _timezones():
+        raise InvalidField(f"timezone {name!r} is not an IANA time zone name", field="timezone")
+
+
+def _clean_optional(text: str | None | UnsetType, field: str) -> str | None | UnsetType:
+    return clean_text(text, field) if isinstance(text, str) else text
+
+
+def require_coverage(coverage: CoverageState | None, coverage_id: str) -> CoverageState:
+    if coverage is None:
+        raise CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
+    return coverage
+
+
+def require_live(coverage: CoverageState | None, coverage_id: str) -> CoverageState:
+    coverage = require_coverage(coverage, coverage_id)
+    if coverage.status == "ended":
+        raise CoverageEnded(f"coverage {coverage_id!r} has ended; reopen it first", coverage_id=coverage_id)
+    return coverage
+
+
+def require_post(post: PostState | None, coverage_id: str, post_id: str) -> PostState:
+    if post is None or post.coverage_id != coverage_id:
+        raise PostNotFound(f"no post {post_id} in coverage {coverage_id!r}", post_id=post_id)
+    return post
+
+
+def require_unretracted(post: PostState | None, coverage_id: str, post_id: str) -> PostState:
+    post = require_post(post, coverage_id, post_id)
+    if post.retracted:
+        raise PostRetracted(f"post {post_id} was retracted", post_id=post_id)
+    return post
+
+
+def decide_open(existing: CoverageState | None, request: OpenCoverage) -> CoverageOpened:
+    if existing is not None:
+        raise CoverageAlreadyExists(f"coverage {request.id!r} already exists", coverage_id=request.id)
+    _check_timezone(request.timezone)
+    return CoverageOpened(
+        title=clean_text(request.title, "title"),
+        summary=_clean_optional(request.summary, "summary"),  # type: ignore[arg-type]
+        editors=list(request.editors),
+        timezone=request.timezone,
+    )
+
+
+def decide_update(coverage: CoverageState | None, coverage_id: str, request: UpdateCoverage) -> CoverageUpdated:
+    require_live(coverage, coverage_id)
+    if all(getattr(request, name) is UNSET for name in request.__struct_fields__):
+        raise NothingToChange("give at least one of title, summary, editors, timezone")
+    _check_timezone(request.timezone)
+    return CoverageUpdated(
+        title=_clean_optional(request.title, "title"),  # type: ignore[arg-type]
+        summary=_clean_optional(request.summary, "summary"),
+        editors=request.editors,
+        timezone=request.timezone,
+    )
+
+
+def decide_end(coverage: CoverageState | None, coverage_id: str) -> CoverageEndedEvent:
+    require_live(coverage, coverage_id)
+    return CoverageEndedEvent()
+
+
+def decide_reopen(coverage: CoverageState | None, coverage_id: str) -> CoverageReopened:
+    coverage = require_coverage(coverage, coverage_id)
+    if coverage.status == "live":
+        raise CoverageStillLive(f"coverage {coverage_id!r} is live already", coverage_id=coverage_id)
+    return CoverageReopened()
+
+
+def decide_publish(coverage: CoverageState | None, coverage_id: str, request: PublishPost) -> PostPublished:
+    require_live(coverage, coverage_id)
+    return PostPublished(
+        title=_clean_optional(request.title, "title"),  # type: ignore[arg-type]
+        body=clean_body(request.body),
+        byline=_clean_optional(request.byline, "byline"),  # type: ignore[arg-type]
+        key_event=request.key_event,
+    )
+
+
+def decide_edit(
+    coverage: CoverageState | None,
+    post: PostState | None,
+    coverage_id: str,
+    post_id: str,
+    request: EditPost,
+    expected_revision: int | None,
+) -> PostEdited:
+    require_live(coverage, coverage_id)
+    current = require_unretracted(post, coverage_id, post_id)
+    if expected_revision is not None and expected_revision != current.revision:
+        raise RevisionMismatch(
+            f"post {post_id} is at revision {current.revision}, not {expected_revision}",
+            post_id=post_id,
+            revision=current.revision,
+        )
+    content = ("title", "body", "byline", "key_event")
+    if all(getattr(request, name) is UNSET for name in content):
+        raise NothingToChange("give at least one of title, body, byline, key_event")
+    return PostEdited(
+        title=_clean_optional(request.title, "title"),
+        body=clean_body(request.body) if isinstance(request.body, list) else UNSET,
+        byline=_clean_optional(request.byline, "byline"),
+        key_event=request.key_event,
+        note=_clean_optional(request.note, "note"),  # type: ignore[arg-type]
+    )
+
+
+def decide_retract(
+    coverage: CoverageState | None, post: PostState | None, coverage_id: str, post_id: str, request: RetractPost
+) -> PostRetractedEvent:
+    require_live(coverage, coverage_id)
+    require_unretracted(post, coverage_id, post_id)
+    return PostRetractedEvent(reason=clean_text(request.reason, "reason"))
+
+
+def decide_pin(
+    coverage: CoverageState | None, post: PostState | None, coverage_id: str, post_id: str
+) -> list[EventData]:
+    """Pinning the post already pinned changes nothing and appends nothing."""
+    current = require_live(coverage, coverage_id)
+    require_unretracted(post, coverage_id, post_id)
+    if current.pinned_post_id == post_id:
+        return []
+    return [PostPinned()]
+
+
+def decide_unpin(coverage: CoverageState | None, coverage_id: str) -> list[EventData]:
+    """Unpinning when nothing is pinned changes nothing and appends nothing."""
+    current = require_live(coverage, coverage_id)
+    return [] if current.pinned_post_id is None else [PostUnpinned()]

@@ -1,0 +1,126 @@
+"""The events of a coverage: immutable facts, one tagged Struct per type (SPEC §2).
+
+Payload rules (msgspec schema evolution): new fields get defaults, a field never changes type;
+a breaking change gets a new `schema_version` and an upcaster.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from service.domain.blocks import Block
+
+
+class EventData(Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    schema_version: ClassVar[int] = 1
+
+
+class CoverageOpened(EventData, tag="coverage.opened"):
+    title: str
+    summary: str | None = None
+    editors: list[str] = []
+    timezone: str = "UTC"
+
+
+class CoverageUpdated(EventData, tag="coverage.updated"):
+    title: str | UnsetType = UNSET
+    summary: str | None | UnsetType = UNSET
+    editors: list[str] | UnsetType = UNSET
+    timezone: str | UnsetType = UNSET
+
+
+class CoverageEnded(EventData, tag="coverage.ended"):
+    pass
+
+
+class CoverageReopened(EventData, tag="coverage.reopened"):
+    pass
+
+
+class PostPublished(EventData, tag="post.published"):
+    body: list[Block]
+    title: str | None = None
+    byline: str | None = None
+    key_event: bool = False
+
+
+class PostEdited(EventData, tag="post.edited"):
+    title: str | None | UnsetType = UNSET
+    body: list[Block] | UnsetType = UNSET
+    byline: str | None | UnsetType = UNSET
+    key_event: bool | UnsetType = UNSET
+    note: str | None = None
+
+
+class PostPinned(EventData, tag="post.pinned"):
+    pass
+
+
+class PostUnpinned(EventData, tag="post.unpinned"):
+    pass
+
+
+class PostRetracted(EventData, tag="post.retracted"):
+    reason: str
+
+
+AnyEvent = (
+    CoverageOpened
+    | CoverageUpdated
+    | CoverageEnded
+    | CoverageReopened
+    | PostPublished
+    | PostEdited
+    | PostPinned
+    | PostUnpinned
+    | PostRetracted
+)
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+
+
+class Metadata(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    actor: str
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class RecordedEvent(Struct, frozen=True, kw_only=True):
+    """An event as the log holds it: envelope, payload and its link in the coverage's hash chain."""
+
+    position: int
+    coverage_id: str
+    version: int
+    post_id: str | None
+    type: str
+    schema_version: int
+    data: AnyEvent
+    metadata: Metadata
+    recorded_at: datetime
+    prev_hash: str
+    hash: str
+
+
+def event_type(data: EventData) -> str:
+    tag = data.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def payload(data: EventData) -> dict[str, object]:
+    """The `data` column: the payload without its type tag (the type has a column of its own)."""
+    raw = msgspec.to_builtins(data)
+    assert isinstance(raw, dict)
+    raw.pop("type", None)
+    return raw
+
+
+def decode_payload(type_: str, data: dict[str, object]) -> AnyEvent:
+    return msgspec.convert({**data, "type": type_}, AnyEvent)  # type: ignore[arg-type]

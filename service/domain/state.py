@@ -1,0 +1,157 @@
+"""How events fold into state: the one definition used by the live projection, history, as_of and rebuild."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from msgspec import UNSET, Struct, field
+from msgspec.structs import replace
+
+from service.domain.blocks import Block
+from service.domain.events import (
+    CoverageEnded,
+    CoverageOpened,
+    CoverageReopened,
+    CoverageUpdated,
+    PostEdited,
+    PostPinned,
+    PostPublished,
+    PostRetracted,
+    PostUnpinned,
+    RecordedEvent,
+)
+
+
+class CoverageState(Struct, frozen=True, kw_only=True):
+    id: str
+    title: str
+    summary: str | None
+    editors: list[str]
+    timezone: str
+    status: Literal["live", "ended"]
+    started_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+    version: int
+    pinned_post_id: str | None
+    post_count: int
+
+
+class PostState(Struct, frozen=True, kw_only=True):
+    id: str
+    coverage_id: str
+    sequence: int
+    """The coverage version that published the post: the timeline's order key."""
+    title: str | None
+    body: list[Block]
+    byline: str | None
+    key_event: bool
+    revision: int
+    published_at: datetime
+    updated_at: datetime
+    retracted_at: datetime | None = None
+    retraction_reason: str | None = None
+
+    @property
+    def retracted(self) -> bool:
+        return self.retracted_at is not None
+
+
+class Timeline(Struct):
+    """A whole coverage in memory: what a replay of its stream yields.
+
+    Mutable on purpose: `fold` updates it in place so replaying a long stream stays linear.
+    """
+
+    coverage: CoverageState | None = None
+    posts: dict[str, PostState] = field(default_factory=dict)
+
+
+def evolve(
+    coverage: CoverageState | None, post: PostState | None, event: RecordedEvent
+) -> tuple[CoverageState, PostState | None]:
+    """Apply one event to the coverage and to the post it concerns (if any)."""
+    at = event.recorded_at
+    data = event.data
+    if isinstance(data, CoverageOpened):
+        opened = CoverageState(
+            id=event.coverage_id,
+            title=data.title,
+            summary=data.summary,
+            editors=list(data.editors),
+            timezone=data.timezone,
+            status="live",
+            started_at=at,
+            ended_at=None,
+            updated_at=at,
+            version=event.version,
+            pinned_post_id=None,
+            post_count=0,
+        )
+        return opened, post
+    if coverage is None:
+        raise ValueError(f"event {event.type} at version {event.version} precedes coverage.opened")
+    coverage = replace(coverage, version=event.version, updated_at=at)
+    match data:
+        case CoverageUpdated():
+            changes = {
+                name: getattr(data, name)
+                for name in ("title", "summary", "editors", "timezone")
+                if getattr(data, name) is not UNSET
+            }
+            return replace(coverage, **changes), post
+        case CoverageEnded():
+            return replace(coverage, status="ended", ended_at=at), post
+        case CoverageReopened():
+            return replace(coverage, status="live", ended_at=None), post
+        case PostPublished():
+            assert event.post_id is not None
+            published = PostState(
+                id=event.post_id,
+                coverage_id=event.coverage_id,
+                sequence=event.version,
+                title=data.title,
+                body=list(data.body),
+                byline=data.byline,
+                key_event=data.key_event,
+                revision=1,
+                published_at=at,
+                updated_at=at,
+            )
+            return replace(coverage, post_count=coverage.post_count + 1), published
+    if post is None:
+        raise ValueError(f"event {event.type} at version {event.version} concerns an unknown post")
+    match data:
+        case PostEdited():
+            changes = {
+                name: getattr(data, name)
+                for name in ("title", "body", "byline", "key_event")
+                if getattr(data, name) is not UNSET
+            }
+            return coverage, replace(post, revision=post.revision + 1, updated_at=at, **changes)
+        case PostPinned():
+            return replace(coverage, pinned_post_id=post.id), post
+        case PostUnpinned():
+            return replace(coverage, pinned_post_id=None), post
+        case PostRetracted():
+            pinned = None if coverage.pinned_post_id == post.id else coverage.pinned_post_id
+            retracted = replace(post, retracted_at=at, retraction_reason=data.reason, updated_at=at)
+            return replace(coverage, pinned_post_id=pinned, post_count=coverage.post_count - 1), retracted
+    raise ValueError(f"unknown event type {event.type}")
+
+
+def fold(timeline: Timeline, event: RecordedEvent) -> Timeline:
+    post = timeline.posts.get(event.post_id) if event.post_id else None
+    timeline.coverage, post = evolve(timeline.coverage, post, event)
+    if post is not None:
+        timeline.posts[post.id] = post
+    return timeline
+
+
+def replay(events: Iterable[RecordedEvent]) -> Timeline:
+    timeline = Timeline()
+    for event in events:
+        timeline = fold(timeline, event)
+    return timeline

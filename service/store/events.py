@@ -1,0 +1,134 @@
+"""The event log: every SQL statement that appends or reads events.
+
+Concurrency: an append takes a transaction-scoped advisory lock on its coverage, so a coverage's
+`version` is dense and its events become visible in version order; different coverages append in
+parallel. Each row stores the writer's xid8 so global readers can apply a visibility horizon (SPEC §4a).
+The table itself refuses UPDATE, DELETE and TRUNCATE (migration 0001).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.domain.chain import GENESIS, canonical_event, link
+from service.domain.events import EventData, Metadata, RecordedEvent, decode_payload, event_type, payload
+
+NOTIFY_CHANNEL = "liveline_events"
+
+_LOCK_STREAM = "SELECT pg_advisory_xact_lock(1, hashtext($1))"
+_HEAD = "SELECT version, hash FROM events WHERE coverage_id = $1 ORDER BY version DESC LIMIT 1"
+_INSERT = """
+INSERT INTO events (coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at,
+                    prev_hash, hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING position
+"""
+_NOTIFY = "SELECT pg_notify($1, $2)"
+_COLUMNS = (
+    "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash"
+)
+_STREAM = f"SELECT {_COLUMNS} FROM events WHERE coverage_id = $1 AND version <= $2 ORDER BY version"
+_POST_EVENTS = f"SELECT {_COLUMNS} FROM events WHERE post_id = $1 ORDER BY version"
+_COUNT = "SELECT count(*) FROM events"
+
+
+async def lock_stream(conn: asyncpg.Connection, coverage_id: str) -> None:
+    """Serialise appends to one coverage until the surrounding transaction ends."""
+    await conn.execute(_LOCK_STREAM, coverage_id)
+
+
+async def append(
+    conn: asyncpg.Connection,
+    coverage_id: str,
+    post_id: str | None,
+    data: EventData,
+    metadata: Metadata,
+) -> RecordedEvent:
+    """Append one event to a coverage's stream; the caller holds the stream lock in a transaction."""
+    head = await conn.fetchrow(_HEAD, coverage_id)
+    version = 1 if head is None else head["version"] + 1
+    prev_hash = GENESIS if head is None else head["hash"]
+    type_ = event_type(data)
+    stored_data = payload(data)
+    stored_metadata = msgspec.to_builtins(metadata)
+    recorded_at = datetime.now(UTC)
+    hash_ = link(
+        prev_hash,
+        canonical_event(
+            coverage_id=coverage_id,
+            version=version,
+            post_id=post_id,
+            type_=type_,
+            schema_version=data.schema_version,
+            data=stored_data,
+            metadata=stored_metadata,
+            recorded_at=recorded_at,
+        ),
+    )
+    position = await conn.fetchval(
+        _INSERT,
+        coverage_id,
+        version,
+        post_id,
+        type_,
+        data.schema_version,
+        stored_data,
+        stored_metadata,
+        recorded_at,
+        prev_hash,
+        hash_,
+    )
+    # The notification carries only where to look, never the payload; it is sent on commit.
+    await conn.execute(_NOTIFY, NOTIFY_CHANNEL, f"{coverage_id}:{version}")
+    return RecordedEvent(
+        position=position,
+        coverage_id=coverage_id,
+        version=version,
+        post_id=post_id,
+        type=type_,
+        schema_version=data.schema_version,
+        data=decode_payload(type_, stored_data),
+        metadata=metadata,
+        recorded_at=recorded_at,
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+
+
+def from_row(row: asyncpg.Record) -> RecordedEvent:
+    data: dict[str, Any] = row["data"]
+    return RecordedEvent(
+        position=row["position"],
+        coverage_id=row["coverage_id"],
+        version=row["version"],
+        post_id=row["post_id"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        data=decode_payload(row["type"], data),
+        metadata=msgspec.convert(row["metadata"], Metadata),
+        recorded_at=row["recorded_at"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+async def read_stream(
+    conn: asyncpg.Connection, coverage_id: str, up_to_version: int = 2**31 - 1
+) -> Sequence[RecordedEvent]:
+    """A coverage's events in version order, up to and including `up_to_version`."""
+    return [from_row(row) for row in await conn.fetch(_STREAM, coverage_id, up_to_version)]
+
+
+async def read_post_events(conn: asyncpg.Connection, post_id: str) -> Sequence[RecordedEvent]:
+    return [from_row(row) for row in await conn.fetch(_POST_EVENTS, post_id)]
+
+
+async def count(conn: asyncpg.Connection) -> int:
+    total = await conn.fetchval(_COUNT)
+    assert isinstance(total, int)
+    return total

@@ -1,0 +1,42 @@
+"""Idempotency records: the first answer to (actor, Idempotency-Key), kept with the request's fingerprint."""
+
+from __future__ import annotations
+
+import asyncpg
+from msgspec import Struct
+
+
+class StoredAnswer(Struct, frozen=True):
+    fingerprint: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def lock_key(conn: asyncpg.Connection, actor: str, key: str) -> None:
+    """Two requests with the same key wait for each other, so only the first one appends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", f"{actor}\x00{key}")
+
+
+async def find_answer(conn: asyncpg.Connection, actor: str, key: str) -> StoredAnswer | None:
+    row = await conn.fetchrow(
+        "SELECT fingerprint, status, headers, body FROM idempotency_records WHERE actor = $1 AND key = $2",
+        actor,
+        key,
+    )
+    if row is None:
+        return None
+    return StoredAnswer(row["fingerprint"], row["status"], row["headers"], bytes(row["body"]))
+
+
+async def save_answer(conn: asyncpg.Connection, actor: str, key: str, answer: StoredAnswer) -> None:
+    await conn.execute(
+        "INSERT INTO idempotency_records (actor, key, fingerprint, status, headers, body) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        actor,
+        key,
+        answer.fingerprint,
+        answer.status,
+        answer.headers,
+        answer.body,
+    )

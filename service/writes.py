@@ -1,0 +1,80 @@
+"""Write use-cases: lock the coverage, decide against current state, append, project, answer — one transaction.
+
+The API and the CLI call these; the rules themselves live in `domain.commands`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+from msgspec import Struct
+
+from service.domain.errors import IdempotencyKeyReused
+from service.domain.events import EventData, Metadata
+from service.domain.state import CoverageState, PostState
+from service.projections import read_model
+from service.store import events, idempotency
+from service.store.idempotency import StoredAnswer
+
+
+class Change(Struct, frozen=True):
+    """One event to append, and the post it concerns (None for coverage-wide events)."""
+
+    post_id: str | None
+    data: EventData
+
+
+class Answer(Struct, frozen=True):
+    """What the client gets back: kept verbatim for idempotent retries."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = {}
+
+
+class Idempotency(Struct, frozen=True):
+    key: str
+    fingerprint: str
+    """A digest of method, path and canonical request body: the same key with another request is refused."""
+
+
+Decide = Callable[[CoverageState | None, PostState | None], Sequence[Change]]
+Respond = Callable[[asyncpg.Connection, CoverageState | None, PostState | None], Awaitable[Answer]]
+
+
+async def execute(
+    pool: asyncpg.Pool,
+    *,
+    coverage_id: str,
+    post_id: str | None,
+    metadata: Metadata,
+    idempotency_key: Idempotency | None,
+    decide: Decide,
+    respond: Respond,
+) -> Answer:
+    """Run one command. `decide` sees the coverage and the post `post_id` names, as of after the lock."""
+    async with pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            await idempotency.lock_key(conn, metadata.actor, idempotency_key.key)
+            earlier = await idempotency.find_answer(conn, metadata.actor, idempotency_key.key)
+            if earlier is not None:
+                if earlier.fingerprint != idempotency_key.fingerprint:
+                    raise IdempotencyKeyReused(
+                        f"Idempotency-Key {idempotency_key.key!r} was first used for another request",
+                        idempotency_key=idempotency_key.key,
+                    )
+                return Answer(earlier.status, earlier.body, earlier.headers)
+        await events.lock_stream(conn, coverage_id)
+        coverage = await read_model.load_coverage(conn, coverage_id)
+        post = await read_model.load_post(conn, post_id) if post_id else None
+        for change in decide(coverage, post):
+            if change.post_id is not None and (post is None or post.id != change.post_id):
+                post = await read_model.load_post(conn, change.post_id)
+            recorded = await events.append(conn, coverage_id, change.post_id, change.data, metadata)
+            coverage, post = await read_model.project(conn, coverage, post, recorded)
+        answer = await respond(conn, coverage, post)
+        if idempotency_key is not None:
+            stored = StoredAnswer(idempotency_key.fingerprint, answer.status, answer.headers, answer.body)
+            await idempotency.save_answer(conn, metadata.actor, idempotency_key.key, stored)
+        return answer
