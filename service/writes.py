@@ -16,6 +16,7 @@ from service.domain.state import CoverageState, PostState
 from service.projections import read_model
 from service.store import events, idempotency
 from service.store.idempotency import StoredAnswer
+from service.store.pool import Connection
 
 
 class Change(Struct, frozen=True):
@@ -40,7 +41,7 @@ class Idempotency(Struct, frozen=True):
 
 
 Decide = Callable[[CoverageState | None, PostState | None], Sequence[Change]]
-Respond = Callable[[asyncpg.Connection, CoverageState | None, PostState | None], Awaitable[Answer]]
+Respond = Callable[[Connection, CoverageState | None, PostState | None], Awaitable[Answer]]
 
 
 async def execute(

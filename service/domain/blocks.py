@@ -22,37 +22,37 @@ class _Block(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True
     pass
 
 
-class Paragraph(_Block, tag="paragraph"):
+class Paragraph(_Block, frozen=True, tag="paragraph"):
     text: Text
 
 
-class Heading(_Block, tag="heading"):
+class Heading(_Block, frozen=True, tag="heading"):
     text: ShortText
 
 
-class Quote(_Block, tag="quote"):
+class Quote(_Block, frozen=True, tag="quote"):
     text: Text
     attribution: ShortText | None = None
 
 
-class ListBlock(_Block, tag="list"):
+class ListBlock(_Block, frozen=True, tag="list"):
     items: Annotated[list[Text], Meta(min_length=1, max_length=100)]
 
 
-class Image(_Block, tag="image"):
+class Image(_Block, frozen=True, tag="image"):
     url: WebUrl
     alt: ShortText
     caption: ShortText | None = None
     credit: ShortText | None = None
 
 
-class Embed(_Block, tag="embed"):
+class Embed(_Block, frozen=True, tag="embed"):
     provider: EmbedProvider
     url: WebUrl
     fallback_text: ShortText | None = None
 
 
-class Link(_Block, tag="link"):
+class Link(_Block, frozen=True, tag="link"):
     url: WebUrl
     text: ShortText
 

@@ -25,6 +25,9 @@ from service.domain.errors import (
     RevisionMismatch,
 )
 from service.domain.events import (
+    CoverageEnded as CoverageEndedEvent,
+)
+from service.domain.events import (
     CoverageOpened,
     CoverageReopened,
     CoverageUpdated,
@@ -33,13 +36,15 @@ from service.domain.events import (
     PostPinned,
     PostPublished,
     PostUnpinned,
-    PostRetracted as PostRetractedEvent,
-    CoverageEnded as CoverageEndedEvent,
 )
+from service.domain.events import (
+    PostRetracted as PostRetractedEvent,
+)
+from service.domain.ids import COVERAGE_ID, POST_ID
 from service.domain.markup import clean_text
 from service.domain.state import CoverageState, PostState
 
-CoverageId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,79}$", description="slug")]
+CoverageId = Annotated[str, Meta(pattern=COVERAGE_ID.pattern, description="slug")]
 Title = Annotated[str, Meta(min_length=1, max_length=300)]
 Summary = Annotated[str, Meta(max_length=2_000)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -53,7 +58,7 @@ class _Request(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, om
     pass
 
 
-class OpenCoverage(_Request):
+class OpenCoverage(_Request, frozen=True):
     id: CoverageId
     title: Title
     summary: Summary | None = None
@@ -61,34 +66,34 @@ class OpenCoverage(_Request):
     timezone: TimezoneName = "UTC"
 
 
-class UpdateCoverage(_Request):
+class UpdateCoverage(_Request, frozen=True):
     title: Title | UnsetType = UNSET
-    summary: Summary | None | UnsetType = UNSET
+    summary: Summary | UnsetType | None = UNSET
     editors: Editors | UnsetType = UNSET
     timezone: TimezoneName | UnsetType = UNSET
 
 
-class PublishPost(_Request):
+class PublishPost(_Request, frozen=True):
     body: Body
     title: Title | None = None
     byline: Name | None = None
     key_event: bool = False
 
 
-class EditPost(_Request):
-    title: Title | None | UnsetType = UNSET
+class EditPost(_Request, frozen=True):
+    title: Title | UnsetType | None = UNSET
     body: Body | UnsetType = UNSET
-    byline: Name | None | UnsetType = UNSET
+    byline: Name | UnsetType | None = UNSET
     key_event: bool | UnsetType = UNSET
     note: Note | None = None
 
 
-class RetractPost(_Request):
+class RetractPost(_Request, frozen=True):
     reason: Reason
 
 
-class PinPost(_Request):
-    post_id: Annotated[str, Meta(min_length=1, max_length=64)]
+class PinPost(_Request, frozen=True):
+    post_id: Annotated[str, Meta(pattern=POST_ID.pattern, description="id of a post of this coverage")]
 
 
 @cache
@@ -101,8 +106,12 @@ def _check_timezone(name: str | UnsetType) -> None:
         raise InvalidField(f"timezone {name!r} is not an IANA time zone name", field="timezone")
 
 
-def _clean_optional(text: str | None | UnsetType, field: str) -> str | None | UnsetType:
+def _clean_optional(text: str | UnsetType | None, field: str) -> str | UnsetType | None:
     return clean_text(text, field) if isinstance(text, str) else text
+
+
+def _clean_names(names: list[str]) -> list[str]:
+    return [clean_text(name, f"editors[{i}]") for i, name in enumerate(names)]
 
 
 def require_coverage(coverage: CoverageState | None, coverage_id: str) -> CoverageState:
@@ -138,7 +147,7 @@ def decide_open(existing: CoverageState | None, request: OpenCoverage) -> Covera
     return CoverageOpened(
         title=clean_text(request.title, "title"),
         summary=_clean_optional(request.summary, "summary"),  # type: ignore[arg-type]
-        editors=list(request.editors),
+        editors=_clean_names(request.editors),
         timezone=request.timezone,
     )
 
@@ -151,7 +160,7 @@ def decide_update(coverage: CoverageState | None, coverage_id: str, request: Upd
     return CoverageUpdated(
         title=_clean_optional(request.title, "title"),  # type: ignore[arg-type]
         summary=_clean_optional(request.summary, "summary"),
-        editors=request.editors,
+        editors=_clean_names(request.editors) if isinstance(request.editors, list) else UNSET,
         timezone=request.timezone,
     )
 
@@ -207,7 +216,11 @@ def decide_edit(
 
 
 def decide_retract(
-    coverage: CoverageState | None, post: PostState | None, coverage_id: str, post_id: str, request: RetractPost
+    coverage: CoverageState | None,
+    post: PostState | None,
+    coverage_id: str,
+    post_id: str,
+    request: RetractPost,
 ) -> PostRetractedEvent:
     require_live(coverage, coverage_id)
     require_unretracted(post, coverage_id, post_id)

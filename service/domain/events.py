@@ -19,52 +19,52 @@ class EventData(Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field
     schema_version: ClassVar[int] = 1
 
 
-class CoverageOpened(EventData, tag="coverage.opened"):
+class CoverageOpened(EventData, frozen=True, tag="coverage.opened"):
     title: str
     summary: str | None = None
     editors: list[str] = []
     timezone: str = "UTC"
 
 
-class CoverageUpdated(EventData, tag="coverage.updated"):
+class CoverageUpdated(EventData, frozen=True, tag="coverage.updated"):
     title: str | UnsetType = UNSET
-    summary: str | None | UnsetType = UNSET
+    summary: str | UnsetType | None = UNSET
     editors: list[str] | UnsetType = UNSET
     timezone: str | UnsetType = UNSET
 
 
-class CoverageEnded(EventData, tag="coverage.ended"):
+class CoverageEnded(EventData, frozen=True, tag="coverage.ended"):
     pass
 
 
-class CoverageReopened(EventData, tag="coverage.reopened"):
+class CoverageReopened(EventData, frozen=True, tag="coverage.reopened"):
     pass
 
 
-class PostPublished(EventData, tag="post.published"):
+class PostPublished(EventData, frozen=True, tag="post.published"):
     body: list[Block]
     title: str | None = None
     byline: str | None = None
     key_event: bool = False
 
 
-class PostEdited(EventData, tag="post.edited"):
-    title: str | None | UnsetType = UNSET
+class PostEdited(EventData, frozen=True, tag="post.edited"):
+    title: str | UnsetType | None = UNSET
     body: list[Block] | UnsetType = UNSET
-    byline: str | None | UnsetType = UNSET
+    byline: str | UnsetType | None = UNSET
     key_event: bool | UnsetType = UNSET
     note: str | None = None
 
 
-class PostPinned(EventData, tag="post.pinned"):
+class PostPinned(EventData, frozen=True, tag="post.pinned"):
     pass
 
 
-class PostUnpinned(EventData, tag="post.unpinned"):
+class PostUnpinned(EventData, frozen=True, tag="post.unpinned"):
     pass
 
 
-class PostRetracted(EventData, tag="post.retracted"):
+class PostRetracted(EventData, frozen=True, tag="post.retracted"):
     reason: str
 
 
@@ -81,8 +81,8 @@ AnyEvent = (
 )
 
 EVENT_TYPES: dict[str, type[EventData]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+    cls.__struct_config__.tag: cls
+    for cls in AnyEvent.__args__
 }
 
 
@@ -123,4 +123,5 @@ def payload(data: EventData) -> dict[str, object]:
 
 
 def decode_payload(type_: str, data: dict[str, object]) -> AnyEvent:
-    return msgspec.convert({**data, "type": type_}, AnyEvent)  # type: ignore[arg-type]
+    event: AnyEvent = msgspec.convert({**data, "type": type_}, AnyEvent)
+    return event

@@ -13,7 +13,20 @@ ALLOWED_TAGS = frozenset({"a", "strong", "b", "em", "i", "br"})
 ALLOWED_ATTRIBUTES = {"a": {"href"}}
 LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 ACTIVE_ELEMENTS = frozenset(
-    {"script", "style", "iframe", "frame", "object", "embed", "svg", "math", "template", "form", "base", "meta"}
+    {
+        "script",
+        "style",
+        "iframe",
+        "frame",
+        "object",
+        "embed",
+        "svg",
+        "math",
+        "template",
+        "form",
+        "base",
+        "meta",
+    }
 )
 
 

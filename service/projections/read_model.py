@@ -11,6 +11,7 @@ import msgspec
 
 from service.domain.events import RecordedEvent
 from service.domain.state import CoverageState, PostState, evolve
+from service.store.pool import Connection
 
 Order = Literal["newest", "oldest"]
 
@@ -33,18 +34,18 @@ def post_row(p: PostState) -> tuple[object, ...]:
     return (p.id, p.coverage_id, p.sequence, p.key_event, p.retracted, p)
 
 
-async def load_coverage(conn: asyncpg.Connection, coverage_id: str) -> CoverageState | None:
+async def load_coverage(conn: Connection, coverage_id: str) -> CoverageState | None:
     state = await conn.fetchval("SELECT state FROM coverages WHERE id = $1", coverage_id)
     return None if state is None else msgspec.convert(state, CoverageState)
 
 
-async def load_post(conn: asyncpg.Connection, post_id: str) -> PostState | None:
+async def load_post(conn: Connection, post_id: str) -> PostState | None:
     state = await conn.fetchval("SELECT state FROM posts WHERE id = $1", post_id)
     return None if state is None else msgspec.convert(state, PostState)
 
 
 async def project(
-    conn: asyncpg.Connection, coverage: CoverageState | None, post: PostState | None, event: RecordedEvent
+    conn: Connection, coverage: CoverageState | None, post: PostState | None, event: RecordedEvent
 ) -> tuple[CoverageState, PostState | None]:
     """Fold one appended event into the reader tables, in the append's transaction."""
     coverage, post = evolve(coverage, post, event)
@@ -54,34 +55,56 @@ async def project(
     return coverage, post
 
 
-async def latest_post_id(conn: asyncpg.Connection, coverage_id: str) -> str | None:
-    post_id = await conn.fetchval(
-        "SELECT id FROM posts WHERE coverage_id = $1 AND NOT retracted ORDER BY sequence DESC LIMIT 1",
-        coverage_id,
-    )
-    return post_id if isinstance(post_id, str) else None
+class CoverageRow(msgspec.Struct, frozen=True):
+    state: CoverageState
+    latest_post_id: str | None
 
 
-async def list_coverages(
-    conn: asyncpg.Connection, limit: int, after: tuple[datetime, str] | None
-) -> Sequence[CoverageState]:
+_WITH_LATEST = """
+SELECT c.state,
+       (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
+        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id
+FROM coverages c
+"""
+
+
+def _coverage_row(row: asyncpg.Record) -> CoverageRow:
+    return CoverageRow(msgspec.convert(row["state"], CoverageState), row["latest_post_id"])
+
+
+async def find_coverage(conn: Connection, coverage_id: str) -> CoverageRow | None:
+    row = await conn.fetchrow(_WITH_LATEST + "WHERE c.id = $1", coverage_id)
+    return None if row is None else _coverage_row(row)
+
+
+async def list_coverages(conn: Connection, limit: int, after: tuple[datetime, str] | None) -> Sequence[CoverageRow]:
     """Newest first; `after` is the (started_at, id) of the last coverage of the previous page."""
     if after is None:
-        rows = await conn.fetch(
-            "SELECT state FROM coverages ORDER BY started_at DESC, id DESC LIMIT $1", limit
-        )
+        rows = await conn.fetch(_WITH_LATEST + "ORDER BY c.started_at DESC, c.id DESC LIMIT $1", limit)
     else:
         rows = await conn.fetch(
-            "SELECT state FROM coverages WHERE (started_at, id) < ($2, $3) "
-            "ORDER BY started_at DESC, id DESC LIMIT $1",
+            _WITH_LATEST + "WHERE (c.started_at, c.id) < ($2, $3) ORDER BY c.started_at DESC, c.id DESC LIMIT $1",
             limit,
             *after,
         )
-    return [msgspec.convert(row["state"], CoverageState) for row in rows]
+    return [_coverage_row(row) for row in rows]
+
+
+# One statement per (direction, filter), spelled out so each can use its partial index.
+_TIMELINE = {
+    (True, False): "SELECT state FROM posts WHERE coverage_id = $1 AND NOT retracted "
+    "AND sequence < $2 ORDER BY sequence DESC LIMIT $3",
+    (False, False): "SELECT state FROM posts WHERE coverage_id = $1 AND NOT retracted "
+    "AND sequence > $2 ORDER BY sequence ASC LIMIT $3",
+    (True, True): "SELECT state FROM posts WHERE coverage_id = $1 AND NOT retracted AND key_event "
+    "AND sequence < $2 ORDER BY sequence DESC LIMIT $3",
+    (False, True): "SELECT state FROM posts WHERE coverage_id = $1 AND NOT retracted AND key_event "
+    "AND sequence > $2 ORDER BY sequence ASC LIMIT $3",
+}
 
 
 async def timeline_posts(
-    conn: asyncpg.Connection,
+    conn: Connection,
     coverage_id: str,
     *,
     limit: int,
@@ -92,17 +115,5 @@ async def timeline_posts(
     """Visible posts in publish order; `past` is the sequence the previous page stopped at."""
     newest = order == "newest"
     bound = (2**31 - 1 if newest else 0) if past is None else past
-    key_filter = "AND key_event" if key_events_only else ""
-    # Both statements are spelled out so each uses the partial index in the right direction.
-    if newest:
-        query = (
-            "SELECT state FROM posts WHERE coverage_id = $1 AND NOT retracted "
-            f"{key_filter} AND sequence < $2 ORDER BY sequence DESC LIMIT $3"
-        )
-    else:
-        query = (
-            "SELECT state FROM posts WHERE coverage_id = $1 AND NOT retracted "
-            f"{key_filter} AND sequence > $2 ORDER BY sequence ASC LIMIT $3"
-        )
-    rows = await conn.fetch(query, coverage_id, bound, limit)
+    rows = await conn.fetch(_TIMELINE[newest, key_events_only], coverage_id, bound, limit)
     return [msgspec.convert(row["state"], PostState) for row in rows]

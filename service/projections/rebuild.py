@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from service.domain.state import Timeline, fold
 from service.projections.read_model import coverage_row, post_row
 from service.store.events import from_row
+from service.store.pool import Connection
 
 
-async def rebuild(conn: asyncpg.Connection) -> int:
+async def rebuild(conn: Connection) -> int:
     """Replace the reader tables with a fresh replay of the whole log; returns the events replayed.
 
     Runs in one transaction holding an exclusive lock on the reader tables, so appends and reads wait
@@ -32,7 +31,7 @@ async def rebuild(conn: asyncpg.Connection) -> int:
     return replayed
 
 
-async def _save(conn: asyncpg.Connection, timeline: Timeline) -> None:
+async def _save(conn: Connection, timeline: Timeline) -> None:
     assert timeline.coverage is not None
     await conn.execute(
         "INSERT INTO coverages (id, version, started_at, state) VALUES ($1, $2, $3, $4)",

@@ -17,6 +17,7 @@ import msgspec
 
 from service.domain.chain import GENESIS, canonical_event, link
 from service.domain.events import EventData, Metadata, RecordedEvent, decode_payload, event_type, payload
+from service.store.pool import Connection
 
 NOTIFY_CHANNEL = "liveline_events"
 
@@ -29,21 +30,19 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING position
 """
 _NOTIFY = "SELECT pg_notify($1, $2)"
-_COLUMNS = (
-    "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash"
-)
-_STREAM = f"SELECT {_COLUMNS} FROM events WHERE coverage_id = $1 AND version <= $2 ORDER BY version"
-_POST_EVENTS = f"SELECT {_COLUMNS} FROM events WHERE post_id = $1 ORDER BY version"
+_COLUMNS = "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash"
+_STREAM = f"SELECT {_COLUMNS} FROM events WHERE coverage_id = $1 AND version <= $2 ORDER BY version"  # noqa: S608 (constant column list)
+_POST_EVENTS = f"SELECT {_COLUMNS} FROM events WHERE post_id = $1 ORDER BY version"  # noqa: S608 (constant column list)
 _COUNT = "SELECT count(*) FROM events"
 
 
-async def lock_stream(conn: asyncpg.Connection, coverage_id: str) -> None:
+async def lock_stream(conn: Connection, coverage_id: str) -> None:
     """Serialise appends to one coverage until the surrounding transaction ends."""
     await conn.execute(_LOCK_STREAM, coverage_id)
 
 
 async def append(
-    conn: asyncpg.Connection,
+    conn: Connection,
     coverage_id: str,
     post_id: str | None,
     data: EventData,
@@ -117,18 +116,16 @@ def from_row(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
-async def read_stream(
-    conn: asyncpg.Connection, coverage_id: str, up_to_version: int = 2**31 - 1
-) -> Sequence[RecordedEvent]:
+async def read_stream(conn: Connection, coverage_id: str, up_to_version: int = 2**31 - 1) -> Sequence[RecordedEvent]:
     """A coverage's events in version order, up to and including `up_to_version`."""
     return [from_row(row) for row in await conn.fetch(_STREAM, coverage_id, up_to_version)]
 
 
-async def read_post_events(conn: asyncpg.Connection, post_id: str) -> Sequence[RecordedEvent]:
+async def read_post_events(conn: Connection, post_id: str) -> Sequence[RecordedEvent]:
     return [from_row(row) for row in await conn.fetch(_POST_EVENTS, post_id)]
 
 
-async def count(conn: asyncpg.Connection) -> int:
+async def count(conn: Connection) -> int:
     total = await conn.fetchval(_COUNT)
     assert isinstance(total, int)
     return total

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncpg
 from msgspec import Struct
+
+from service.store.pool import Connection
 
 
 class StoredAnswer(Struct, frozen=True):
@@ -13,12 +14,12 @@ class StoredAnswer(Struct, frozen=True):
     body: bytes
 
 
-async def lock_key(conn: asyncpg.Connection, actor: str, key: str) -> None:
+async def lock_key(conn: Connection, actor: str, key: str) -> None:
     """Two requests with the same key wait for each other, so only the first one appends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", f"{actor}\x00{key}")
+    await conn.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", f"{actor}\n{key}")
 
 
-async def find_answer(conn: asyncpg.Connection, actor: str, key: str) -> StoredAnswer | None:
+async def find_answer(conn: Connection, actor: str, key: str) -> StoredAnswer | None:
     row = await conn.fetchrow(
         "SELECT fingerprint, status, headers, body FROM idempotency_records WHERE actor = $1 AND key = $2",
         actor,
@@ -29,7 +30,7 @@ async def find_answer(conn: asyncpg.Connection, actor: str, key: str) -> StoredA
     return StoredAnswer(row["fingerprint"], row["status"], row["headers"], bytes(row["body"]))
 
 
-async def save_answer(conn: asyncpg.Connection, actor: str, key: str, answer: StoredAnswer) -> None:
+async def save_answer(conn: Connection, actor: str, key: str, answer: StoredAnswer) -> None:
     await conn.execute(
         "INSERT INTO idempotency_records (actor, key, fingerprint, status, headers, body) "
         "VALUES ($1, $2, $3, $4, $5, $6)",

@@ -6,6 +6,10 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+Connection = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+"""A connection of its own or one borrowed from the pool: the store takes either."""
 
 _encoder = msgspec.json.Encoder()
 

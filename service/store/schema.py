@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+
+from service.store.pool import Connection
 
 
 def migrations_dir() -> Path:
@@ -47,7 +48,7 @@ def downgrade(dsn: str, revision: str) -> None:
     command.downgrade(alembic_config(dsn), revision)
 
 
-async def current_revision(conn: asyncpg.Connection) -> str | None:
+async def current_revision(conn: Connection) -> str | None:
     exists = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
     if not exists:
         return None
@@ -55,5 +56,5 @@ async def current_revision(conn: asyncpg.Connection) -> str | None:
     return revision if isinstance(revision, str) else None
 
 
-async def is_at_head(conn: asyncpg.Connection) -> bool:
+async def is_at_head(conn: Connection) -> bool:
     return await current_revision(conn) == head_revision()

@@ -10,6 +10,8 @@ from typing import Literal
 import asyncpg
 from msgspec import Struct
 
+from service.store.pool import Connection
+
 Role = Literal["editor", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("editor", "auditor", "admin")
 _PREFIX = "ll_"
@@ -35,7 +37,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def create_token(conn: asyncpg.Connection, name: str, role: Role) -> str:
+async def create_token(conn: Connection, name: str, role: Role) -> str:
     token = _PREFIX + secrets.token_urlsafe(32)
     try:
         await conn.execute(
@@ -46,19 +48,17 @@ async def create_token(conn: asyncpg.Connection, name: str, role: Role) -> str:
     return token
 
 
-async def list_tokens(conn: asyncpg.Connection) -> list[TokenInfo]:
+async def list_tokens(conn: Connection) -> list[TokenInfo]:
     rows = await conn.fetch("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
     return [TokenInfo(r["name"], r["role"], r["created_at"], r["revoked_at"]) for r in rows]
 
 
-async def revoke_token(conn: asyncpg.Connection, name: str) -> bool:
-    status = await conn.execute(
-        "UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", name
-    )
+async def revoke_token(conn: Connection, name: str) -> bool:
+    status = await conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", name)
     return status != "UPDATE 0"
 
 
-async def find_holder(conn: asyncpg.Connection, token: str) -> TokenHolder | None:
+async def find_holder(conn: Connection, token: str) -> TokenHolder | None:
     if not token.startswith(_PREFIX):
         return None
     row = await conn.fetchrow(

@@ -1,0 +1,1 @@
+"""HTTP: litestar controllers that translate requests into commands and queries, and answers into JSON."""

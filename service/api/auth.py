@@ -1,0 +1,47 @@
+"""Bearer tokens and roles: one guard for every write route, driven by the handler's `opt["roles"]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from service.store.tokens import Role, TokenHolder, find_holder
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="liveline"'}
+EDITORS: dict[str, Any] = {"roles": ("editor",)}
+"""`opt` for routes that change the record."""
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenHolder | None:
+    """The token's holder, None when no token was sent; a malformed, unknown or revoked token is a 401."""
+    header = connection.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException("Authorization must be `Bearer <token>`", headers=_CHALLENGE)
+    pool: asyncpg.Pool = connection.app.state.pool
+    async with pool.acquire() as conn:
+        holder = await find_holder(conn, token)
+    if holder is None:
+        raise NotAuthorizedException("unknown or revoked token", headers=_CHALLENGE)
+    return holder
+
+
+def may(holder: TokenHolder, roles: tuple[Role, ...]) -> bool:
+    return holder.role == "admin" or holder.role in roles
+
+
+async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    roles: tuple[Role, ...] = handler.opt["roles"]
+    holder = await authenticate(connection)
+    if holder is None:
+        raise NotAuthorizedException("this route needs a bearer token", headers=_CHALLENGE)
+    if not may(holder, roles):
+        raise PermissionDeniedException(f"role {holder.role!r} may not do this; needs one of {list(roles)}")
+    connection.state.holder = holder

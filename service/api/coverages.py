@@ -1,0 +1,259 @@
+"""Coverages: list, open, read, update, end, reopen, pin and unpin, and the reader timeline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from service.api.auth import EDITORS, require_role
+from service.api.caching import conditional_json, encode, public_cache_control
+from service.api.cursors import decode_listing, decode_page, encode_cursor, encode_listing, encode_page
+from service.api.problems import problems
+from service.api.views import CoverageList, CoverageView, PostView, TimelinePage, coverage_view, post_view
+from service.api.writing import run
+from service.config import Settings
+from service.domain import commands
+from service.domain.commands import OpenCoverage, PinPost, UpdateCoverage
+from service.domain.errors import CoverageNotFound
+from service.domain.ids import is_coverage_id
+from service.domain.state import CoverageState, PostState
+from service.projections import read_model
+from service.store.pool import Connection
+from service.writes import Answer, Change
+
+Limit = Annotated[int, Parameter(ge=1, le=100, description="page size")]
+
+
+def coverage_not_found(coverage_id: str) -> CoverageNotFound:
+    return CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
+
+
+async def find_coverage(conn: Connection, coverage_id: str) -> read_model.CoverageRow:
+    found = await read_model.find_coverage(conn, coverage_id) if is_coverage_id(coverage_id) else None
+    if found is None:
+        raise coverage_not_found(coverage_id)
+    return found
+
+
+def _coverage_answer(status: int) -> Any:
+    async def respond(conn: Connection, coverage: CoverageState | None, _: PostState | None) -> Answer:
+        assert coverage is not None
+        row = await find_coverage(conn, coverage.id)
+        headers = {"Location": f"/v1/coverages/{coverage.id}"} if status == 201 else {}
+        return Answer(status, encode(coverage_view(row.state, row.latest_post_id)), headers)
+
+    return respond
+
+
+class CoverageController(Controller):
+    path = "/v1/coverages"
+    tags = ["coverages"]
+
+    @get("/", operation_id="listCoverages", responses=problems(), summary="List coverages, newest first")
+    async def list_coverages(
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        settings: Settings,
+        limit: Limit = 20,
+        before: Annotated[str | None, Parameter(max_length=300)] = None,
+    ) -> Response[CoverageList]:
+        after = decode_listing(before) if before else None
+        async with pool.acquire() as conn:
+            rows = await read_model.list_coverages(conn, limit + 1, after)
+        page = [coverage_view(row.state, row.latest_post_id) for row in rows[:limit]]
+        last = rows[limit - 1].state if len(rows) > limit else None
+        next_token = encode_listing(last.started_at, last.id) if last else None
+        return conditional_json(
+            request,
+            CoverageList(coverages=page, next=next_token),
+            cache_control=public_cache_control(settings),
+        )
+
+    @post(
+        "/",
+        operation_id="openCoverage",
+        responses=problems(401, 403, 409, 413, 422),
+        security=[{"bearer": []}],
+        summary="Open a coverage (a live page)",
+        guards=[require_role],
+        opt=EDITORS,
+        status_code=201,
+    )
+    async def open_coverage(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, data: OpenCoverage
+    ) -> Response[CoverageView]:
+        return await run(
+            request,
+            pool,
+            coverage_id=data.id,
+            data=data,
+            decide=lambda coverage, _: [Change(None, commands.decide_open(coverage, data))],
+            respond=_coverage_answer(201),
+        )
+
+    @get(
+        "/{coverage_id:str}",
+        operation_id="getCoverage",
+        responses=problems(
+            404,
+        ),
+        summary="A coverage's current state",
+    )
+    async def get_coverage(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, settings: Settings, coverage_id: str
+    ) -> Response[CoverageView]:
+        async with pool.acquire() as conn:
+            row = await find_coverage(conn, coverage_id)
+        view = coverage_view(row.state, row.latest_post_id)
+        return conditional_json(request, view, cache_control=public_cache_control(settings))
+
+    @patch(
+        "/{coverage_id:str}",
+        operation_id="updateCoverage",
+        responses=problems(401, 403, 404, 409, 413, 422),
+        security=[{"bearer": []}],
+        summary="Change a coverage's title, summary, editors or time zone",
+        guards=[require_role],
+        opt=EDITORS,
+    )
+    async def update_coverage(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, data: UpdateCoverage
+    ) -> Response[CoverageView]:
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            data=data,
+            decide=lambda coverage, _: [Change(None, commands.decide_update(coverage, coverage_id, data))],
+            respond=_coverage_answer(200),
+        )
+
+    @post(
+        "/{coverage_id:str}/end",
+        operation_id="endCoverage",
+        responses=problems(401, 403, 404, 409, 422),
+        security=[{"bearer": []}],
+        summary="End a coverage; later writes are refused until it is reopened",
+        guards=[require_role],
+        opt=EDITORS,
+        status_code=200,
+    )
+    async def end_coverage(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str
+    ) -> Response[CoverageView]:
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            decide=lambda coverage, _: [Change(None, commands.decide_end(coverage, coverage_id))],
+            respond=_coverage_answer(200),
+        )
+
+    @post(
+        "/{coverage_id:str}/reopen",
+        operation_id="reopenCoverage",
+        responses=problems(401, 403, 404, 409, 422),
+        security=[{"bearer": []}],
+        summary="Reopen an ended coverage",
+        guards=[require_role],
+        opt=EDITORS,
+        status_code=200,
+    )
+    async def reopen_coverage(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str
+    ) -> Response[CoverageView]:
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            decide=lambda coverage, _: [Change(None, commands.decide_reopen(coverage, coverage_id))],
+            respond=_coverage_answer(200),
+        )
+
+    @put(
+        "/{coverage_id:str}/pinned",
+        operation_id="pinPost",
+        responses=problems(401, 403, 404, 409, 413),
+        security=[{"bearer": []}],
+        summary="Pin a post as latest (replaces any pinned post)",
+        guards=[require_role],
+        opt=EDITORS,
+    )
+    async def pin_post(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, data: PinPost
+    ) -> Response[CoverageView]:
+        def decide(coverage: CoverageState | None, post: PostState | None) -> list[Change]:
+            return [Change(data.post_id, e) for e in commands.decide_pin(coverage, post, coverage_id, data.post_id)]
+
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            post_id=data.post_id,
+            decide=decide,
+            respond=_coverage_answer(200),
+        )
+
+    @delete(
+        "/{coverage_id:str}/pinned",
+        operation_id="unpinPost",
+        responses=problems(401, 403, 404, 409),
+        security=[{"bearer": []}],
+        summary="Unpin the pinned post",
+        guards=[require_role],
+        opt=EDITORS,
+        status_code=200,
+    )
+    async def unpin_post(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str
+    ) -> Response[CoverageView]:
+        def decide(coverage: CoverageState | None, _: PostState | None) -> list[Change]:
+            pinned = coverage.pinned_post_id if coverage else None
+            return [Change(pinned, e) for e in commands.decide_unpin(coverage, coverage_id)]
+
+        return await run(request, pool, coverage_id=coverage_id, decide=decide, respond=_coverage_answer(200))
+
+    @get(
+        "/{coverage_id:str}/timeline",
+        operation_id="getTimeline",
+        responses=problems(
+            404,
+        ),
+        summary="The reader timeline, a page at a time",
+    )
+    async def timeline(
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        settings: Settings,
+        coverage_id: str,
+        limit: Limit = 20,
+        before: Annotated[str | None, Parameter(max_length=200, description="`next` of the previous page")] = None,
+        order: Literal["newest", "oldest"] = "newest",
+        key_events: Annotated[bool, Parameter(description="only key events")] = False,
+    ) -> Response[TimelinePage]:
+        past = decode_page(before, order) if before else None
+        async with pool.acquire() as conn:
+            row = await find_coverage(conn, coverage_id)
+            coverage = row.state
+            posts = await read_model.timeline_posts(
+                conn, coverage_id, limit=limit + 1, order=order, past=past, key_events_only=key_events
+            )
+            pinned = await read_model.load_post(conn, coverage.pinned_post_id) if coverage.pinned_post_id else None
+        shown = posts[:limit]
+        page = TimelinePage(
+            coverage=coverage_view(coverage, row.latest_post_id),
+            pinned=post_view(pinned, coverage.pinned_post_id) if pinned else None,
+            posts=[post_view(p, coverage.pinned_post_id) for p in shown],
+            next=encode_page(order, shown[-1].sequence) if len(posts) > limit else None,
+            cursor=encode_cursor(coverage.id, coverage.version),
+        )
+        return conditional_json(request, page, cache_control=public_cache_control(settings))
+
+
+__all__ = ["CoverageController", "PostView", "coverage_not_found", "find_coverage"]

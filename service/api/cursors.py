@@ -1,0 +1,66 @@
+"""Opaque values handed to clients: the change cursor and the page token (clients must not parse them)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime
+from typing import Literal
+
+from service.domain.errors import InvalidPageToken
+
+_CURSOR = re.compile(r"^c1:([a-z0-9][a-z0-9-]{0,79}):(\d{1,10})$")
+_PAGE = re.compile(r"^p1:([no]):(\d{1,10})$")
+
+
+def _wrap(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unwrap(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
+
+
+def encode_cursor(coverage_id: str, version: int) -> str:
+    return _wrap(f"c1:{coverage_id}:{version}")
+
+
+def decode_cursor(token: str) -> tuple[str, int]:
+    match = _CURSOR.match(_unwrap(token))
+    if match is None:
+        raise InvalidPageToken("the cursor is malformed; use one this API returned")
+    return match[1], int(match[2])
+
+
+def encode_page(order: Literal["newest", "oldest"], sequence: int) -> str:
+    return _wrap(f"p1:{order[0]}:{sequence}")
+
+
+def decode_page(token: str, order: Literal["newest", "oldest"]) -> int:
+    match = _PAGE.match(_unwrap(token))
+    if match is None:
+        raise InvalidPageToken("`before` is malformed; pass the `next` value of a previous page")
+    if match[1] != order[0]:
+        raise InvalidPageToken(f"`before` belongs to a page in another order than {order!r}")
+    return int(match[2])
+
+
+_LISTING = re.compile(r"^l1:([0-9T:.+-]{10,40})/([a-z0-9][a-z0-9-]{0,79})$")
+
+
+def encode_listing(started_at: datetime, coverage_id: str) -> str:
+    return _wrap(f"l1:{started_at.isoformat()}/{coverage_id}")
+
+
+def decode_listing(token: str) -> tuple[datetime, str]:
+    match = _LISTING.match(_unwrap(token))
+    try:
+        if match is None:
+            raise ValueError(token)
+        return datetime.fromisoformat(match[1]), match[2]
+    except ValueError as exc:
+        raise InvalidPageToken("`before` is malformed; pass the `next` value of a previous page") from exc

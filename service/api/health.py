@@ -1,0 +1,37 @@
+"""Liveness and readiness for orchestrators and load balancers."""
+
+from __future__ import annotations
+
+import asyncpg
+from litestar import Response, get
+from msgspec import Struct
+
+from service.store import schema
+
+
+class Health(Struct, frozen=True):
+    status: str
+    detail: str | None = None
+
+
+@get("/health", operation_id="health", summary="The process is up", tags=["operations"], cache=False)
+async def health() -> Health:
+    return Health("ok")
+
+
+@get(
+    "/ready",
+    operation_id="ready",
+    summary="The database is reachable and migrated to head",
+    tags=["operations"],
+    responses={},
+)
+async def ready(pool: asyncpg.Pool) -> Response[Health]:
+    try:
+        async with pool.acquire(timeout=2) as conn:
+            at_head = await schema.is_at_head(conn)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return Response(Health("unavailable", f"database unreachable: {type(exc).__name__}"), status_code=503)
+    if not at_head:
+        return Response(Health("unavailable", "database is not migrated to head"), status_code=503)
+    return Response(Health("ready"))

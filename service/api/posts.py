@@ -1,0 +1,237 @@
+"""Posts of a coverage: publish, read, edit, retract, and each post's history."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.datastructures import State
+from litestar.exceptions import ClientException
+
+from service.api.auth import EDITORS, authenticate, may, require_role
+from service.api.caching import PRIVATE, conditional_json, encode, public_cache_control
+from service.api.coverages import find_coverage
+from service.api.problems import problems
+from service.api.views import (
+    HistoryEntry,
+    PostHistory,
+    PostView,
+    Tombstone,
+    history_entry,
+    post_view,
+    tombstone,
+)
+from service.api.writing import run
+from service.config import Settings
+from service.domain import commands
+from service.domain.commands import EditPost, PublishPost, RetractPost
+from service.domain.errors import PostGone, PostNotFound
+from service.domain.ids import is_post_id, new_post_id
+from service.domain.state import CoverageState, PostState, Timeline, fold
+from service.projections import read_model
+from service.store import events
+from service.store.pool import Connection
+from service.writes import Answer, Change
+
+_IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?"$')
+
+
+def post_etag(post: PostState, pinned_post_id: str | None) -> str:
+    """The revision, marked when pinned: `If-Match` with this value guards an edit."""
+    return f'"{post.revision}.pinned"' if post.id == pinned_post_id else f'"{post.revision}"'
+
+
+def expected_revision(request: Request[Any, Any, State]) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    match = _IF_MATCH.match(header.strip())
+    if match is None:
+        raise ClientException('If-Match must be the post\'s ETag, e.g. "3"')
+    return int(match[1])
+
+
+def post_not_found(coverage_id: str, post_id: str) -> PostNotFound:
+    return PostNotFound(f"no post {post_id} in coverage {coverage_id!r}", post_id=post_id)
+
+
+async def find_post(conn: Connection, coverage_id: str, post_id: str) -> PostState:
+    found = await read_model.load_post(conn, post_id) if is_post_id(post_id) else None
+    if found is None or found.coverage_id != coverage_id:
+        raise post_not_found(coverage_id, post_id)
+    return found
+
+
+def _post_answer(status: int) -> Any:
+    async def respond(_: asyncpg.Connection, coverage: CoverageState | None, post: PostState | None) -> Answer:
+        assert coverage is not None and post is not None
+        headers = {"ETag": post_etag(post, coverage.pinned_post_id)}
+        if status == 201:
+            headers["Location"] = f"/v1/coverages/{coverage.id}/posts/{post.id}"
+        return Answer(status, encode(post_view(post, coverage.pinned_post_id)), headers)
+
+    return respond
+
+
+async def _tombstone_answer(_: Connection, __: CoverageState | None, post: PostState | None) -> Answer:
+    assert post is not None
+    return Answer(200, encode(tombstone(post)))
+
+
+class PostController(Controller):
+    path = "/v1/coverages/{coverage_id:str}/posts"
+    tags = ["posts"]
+
+    @post(
+        "/",
+        operation_id="publishPost",
+        responses=problems(401, 403, 404, 409, 413, 422),
+        security=[{"bearer": []}],
+        summary="Publish a post (honours Idempotency-Key)",
+        guards=[require_role],
+        opt=EDITORS,
+        status_code=201,
+    )
+    async def publish_post(
+        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, data: PublishPost
+    ) -> Response[PostView]:
+        post_id = new_post_id()
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            post_id=post_id,
+            data=data,
+            decide=lambda coverage, _: [Change(post_id, commands.decide_publish(coverage, coverage_id, data))],
+            respond=_post_answer(201),
+        )
+
+    @get(
+        "/{post_id:str}",
+        operation_id="getPost",
+        responses=problems(404, 410),
+        summary="One post's current state (410 once retracted)",
+    )
+    async def get_post(
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        settings: Settings,
+        coverage_id: str,
+        post_id: str,
+    ) -> Response[PostView]:
+        async with pool.acquire() as conn:
+            coverage = (await find_coverage(conn, coverage_id)).state
+            found = await find_post(conn, coverage_id, post_id)
+        if found.retracted:
+            stone = tombstone(found)
+            raise PostGone(f"post {post_id} was retracted: {stone.reason}", tombstone=stone)
+        return conditional_json(
+            request,
+            post_view(found, coverage.pinned_post_id),
+            cache_control=public_cache_control(settings),
+            etag=post_etag(found, coverage.pinned_post_id),
+        )
+
+    @patch(
+        "/{post_id:str}",
+        operation_id="editPost",
+        responses=problems(401, 403, 404, 409, 412, 413, 422),
+        security=[{"bearer": []}],
+        summary="Edit a post in place (If-Match guards against lost updates)",
+        guards=[require_role],
+        opt=EDITORS,
+    )
+    async def edit_post(
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        coverage_id: str,
+        post_id: str,
+        data: EditPost,
+    ) -> Response[PostView]:
+        revision = expected_revision(request)
+        if not is_post_id(post_id):
+            raise post_not_found(coverage_id, post_id)
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            post_id=post_id,
+            data=data,
+            decide=lambda coverage, current: [
+                Change(post_id, commands.decide_edit(coverage, current, coverage_id, post_id, data, revision))
+            ],
+            respond=_post_answer(200),
+        )
+
+    @post(
+        "/{post_id:str}/retract",
+        operation_id="retractPost",
+        responses=problems(401, 403, 404, 409, 413, 422),
+        security=[{"bearer": []}],
+        summary="Retract a post: it leaves the timeline, history keeps it",
+        guards=[require_role],
+        opt=EDITORS,
+        status_code=200,
+    )
+    async def retract_post(
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        coverage_id: str,
+        post_id: str,
+        data: RetractPost,
+    ) -> Response[Tombstone]:
+        if not is_post_id(post_id):
+            raise post_not_found(coverage_id, post_id)
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            post_id=post_id,
+            data=data,
+            decide=lambda coverage, current: [
+                Change(post_id, commands.decide_retract(coverage, current, coverage_id, post_id, data))
+            ],
+            respond=_tombstone_answer,
+        )
+
+    @get(
+        "/{post_id:str}/history",
+        operation_id="getPostHistory",
+        responses=problems(401, 404),
+        summary="Every event of a post with the post as it stood after it; more with an auditor or editor token",
+    )
+    async def post_history(
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        settings: Settings,
+        coverage_id: str,
+        post_id: str,
+    ) -> Response[PostHistory]:
+        holder = await authenticate(request)
+        full = holder is not None and may(holder, ("auditor", "editor"))
+        async with pool.acquire() as conn:
+            final = await find_post(conn, coverage_id, post_id)
+            stream = await events.read_stream(conn, coverage_id)
+        entries: list[HistoryEntry] = []
+        timeline = Timeline()
+        for event in stream:
+            fold(timeline, event)
+            if event.post_id == post_id:
+                assert timeline.coverage is not None
+                state = timeline.posts[post_id]
+                entries.append(history_entry(event, state, timeline.coverage.pinned_post_id, full=full))
+        if final.retracted and not full:
+            entries = entries[-1:]
+        history = PostHistory(
+            coverage_id=coverage_id,
+            post_id=post_id,
+            tombstone=tombstone(final) if final.retracted else None,
+            entries=entries,
+        )
+        return conditional_json(request, history, cache_control=PRIVATE if full else public_cache_control(settings))

@@ -1,0 +1,85 @@
+"""Every error as an RFC 9457 problem: domain errors mapped once here, litestar's HTTP errors by its plugin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+from msgspec import Struct
+
+from service.domain.errors import DomainError
+
+PROBLEM_TYPE = "urn:liveline:problem:"
+log = logging.getLogger("liveline.api")
+
+
+def domain_problem(exc: DomainError) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_=PROBLEM_TYPE + exc.slug,
+        extra=exc.extra or None,
+    )
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Our fault, never the client's: logged with the request id, answered without internals."""
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.exception("unhandled error", extra={"request_id": request_id})
+    problem = ProblemDetailsException(
+        status_code=500,
+        title="Internal server error",
+        detail="the server failed to answer; the request id identifies it in the logs",
+        type_=PROBLEM_TYPE + "internal",
+        extra={"request_id": request_id},
+    )
+    return problem.to_response(request)
+
+
+def problem_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            enable_for_all_http_exceptions=True,
+            exception_to_problem_detail_map={DomainError: domain_problem},
+        )
+    )
+
+
+class Problem(Struct, frozen=True, kw_only=True):
+    """RFC 9457 problem details; domain problems add fields such as `tombstone` or `revision`."""
+
+    status: int
+    title: str
+    detail: str | None = None
+    type: str | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request: bad JSON or UTF-8, unknown fields, invalid parameters",
+    401: "Missing, malformed, unknown or revoked bearer token",
+    403: "The token's role may not do this",
+    404: "No such coverage or post",
+    409: "Conflicts with current state (ended coverage, retracted post, existing id)",
+    410: "The post was retracted; the problem carries its tombstone",
+    412: "If-Match names a revision that is no longer current",
+    413: "Request body over the size limit",
+    422: "Well-formed but refused (unsafe markup, reused Idempotency-Key, nothing to change)",
+}
+
+
+def problems(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problems a route can answer with."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem, description=_DESCRIPTIONS[code], media_type="application/problem+json"
+        )
+        for code in (400, *codes)
+    }

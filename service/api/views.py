@@ -1,0 +1,153 @@
+"""Response bodies: what readers, editors and auditors see, built from folded state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from msgspec import Struct
+
+from service.api.cursors import encode_cursor
+from service.domain.blocks import Block
+from service.domain.events import PostEdited, PostRetracted, RecordedEvent
+from service.domain.state import CoverageState, PostState
+
+
+class CoverageView(Struct, frozen=True, kw_only=True):
+    id: str
+    title: str
+    summary: str | None
+    editors: list[str]
+    timezone: str
+    status: Literal["live", "ended"]
+    started_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+    version: int
+    post_count: int
+    pinned_post_id: str | None
+    latest_post_id: str | None
+    cursor: str
+
+
+class CoverageList(Struct, frozen=True, kw_only=True):
+    coverages: list[CoverageView]
+    next: str | None
+
+
+class PostView(Struct, frozen=True, kw_only=True):
+    id: str
+    coverage_id: str
+    title: str | None
+    body: list[Block]
+    byline: str | None
+    key_event: bool
+    pinned: bool
+    revision: int
+    published_at: datetime
+    updated_at: datetime
+
+
+class TimelinePage(Struct, frozen=True, kw_only=True):
+    coverage: CoverageView
+    pinned: PostView | None
+    posts: list[PostView]
+    next: str | None
+    cursor: str
+
+
+class Tombstone(Struct, frozen=True, kw_only=True):
+    post_id: str
+    coverage_id: str
+    retracted_at: datetime
+    reason: str
+
+
+class HistoryEntry(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    version: int
+    type: str
+    recorded_at: datetime
+    note: str | None = None
+    reason: str | None = None
+    post: PostView | None = None
+    actor: str | None = None
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class PostHistory(Struct, frozen=True, kw_only=True):
+    coverage_id: str
+    post_id: str
+    tombstone: Tombstone | None
+    entries: list[HistoryEntry]
+
+
+def coverage_view(coverage: CoverageState, latest_post_id: str | None) -> CoverageView:
+    return CoverageView(
+        id=coverage.id,
+        title=coverage.title,
+        summary=coverage.summary,
+        editors=coverage.editors,
+        timezone=coverage.timezone,
+        status=coverage.status,
+        started_at=coverage.started_at,
+        ended_at=coverage.ended_at,
+        updated_at=coverage.updated_at,
+        version=coverage.version,
+        post_count=coverage.post_count,
+        pinned_post_id=coverage.pinned_post_id,
+        latest_post_id=latest_post_id,
+        cursor=encode_cursor(coverage.id, coverage.version),
+    )
+
+
+def post_view(post: PostState, pinned_post_id: str | None) -> PostView:
+    return PostView(
+        id=post.id,
+        coverage_id=post.coverage_id,
+        title=post.title,
+        body=post.body,
+        byline=post.byline,
+        key_event=post.key_event,
+        pinned=post.id == pinned_post_id,
+        revision=post.revision,
+        published_at=post.published_at,
+        updated_at=post.updated_at,
+    )
+
+
+def tombstone(post: PostState) -> Tombstone:
+    assert post.retracted_at is not None and post.retraction_reason is not None
+    return Tombstone(
+        post_id=post.id,
+        coverage_id=post.coverage_id,
+        retracted_at=post.retracted_at,
+        reason=post.retraction_reason,
+    )
+
+
+def history_entry(event: RecordedEvent, post: PostState, pinned_post_id: str | None, *, full: bool) -> HistoryEntry:
+    """One step of a post's history; `full` (auditors, editors) adds who asked and shows retracted content."""
+    data = event.data
+    show_post = full or not post.retracted
+    entry = HistoryEntry(
+        version=event.version,
+        type=event.type,
+        recorded_at=event.recorded_at,
+        note=data.note if isinstance(data, PostEdited) else None,
+        reason=data.reason if isinstance(data, PostRetracted) else None,
+        post=post_view(post, pinned_post_id) if show_post else None,
+    )
+    if not full:
+        return entry
+    return HistoryEntry(
+        version=entry.version,
+        type=entry.type,
+        recorded_at=entry.recorded_at,
+        note=entry.note,
+        reason=entry.reason,
+        post=entry.post,
+        actor=event.metadata.actor,
+        request_id=event.metadata.request_id,
+        idempotency_key=event.metadata.idempotency_key,
+    )

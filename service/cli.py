@@ -1,0 +1,136 @@
+"""The `liveline` command: the same pieces as the service, no second implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from service.config import Settings
+from service.embedded import database_url
+from service.projections.rebuild import rebuild as rebuild_read_model
+from service.store import schema, tokens
+from service.store.pool import Connection, connect
+
+T = TypeVar("T")
+
+
+def _with_connection(dsn: str, work: Callable[[Connection], Awaitable[T]]) -> T:
+    async def run() -> T:
+        conn = await connect(dsn)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _require_head(dsn: str) -> None:
+    if not _with_connection(dsn, schema.is_at_head):
+        raise click.ClickException(
+            "the database is not migrated to head; run `liveline migrate` (or `liveline serve --migrate`)"
+        )
+
+
+@click.group()
+def main() -> None:
+    """Liveline: an event-sourced backend for live-coverage pages."""
+    logging.basicConfig(level=Settings.from_env().log_level, format="%(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--migrate", "migrate_first", is_flag=True, help="Migrate an external DATABASE_URL to head first.")
+def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
+    """Serve the HTTP API through granian (ASGI, uvloop); embedded PostgreSQL unless DATABASE_URL is set."""
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    settings = Settings.from_env()
+    with database_url(settings) as dsn:
+        if migrate_first:
+            schema.upgrade(dsn)
+        _require_head(dsn)
+        os.environ["DATABASE_URL"] = dsn
+        where = "external" if settings.database_url else "embedded"
+        click.echo(f"liveline: serving http://{host}:{port} (database {where})")
+        Server(
+            "service.app:create_app",
+            factory=True,
+            address=host,
+            port=port,
+            workers=workers,
+            interface=Interfaces.ASGI,
+            loop=Loops.uvloop,
+            log_access=False,
+        ).serve()
+
+
+@main.command()
+def migrate() -> None:
+    """Migrate the database to head."""
+    with database_url(Settings.from_env()) as dsn:
+        schema.upgrade(dsn)
+        click.echo(f"liveline: database at revision {schema.head_revision()}")
+
+
+@main.group()
+def token() -> None:
+    """Make, list and revoke API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Recorded as the actor of every event this token writes.")
+@click.option("--role", required=True, type=click.Choice(tokens.ROLES))
+def token_create(name: str, role: tokens.Role) -> None:
+    """Make a token; it is printed once, alone on stdout, and stored only as a hash."""
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        try:
+            secret = _with_connection(dsn, lambda conn: tokens.create_token(conn, name, role))
+        except tokens.TokenNameTaken as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(secret)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens (names and roles; the tokens themselves are not kept)."""
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        rows = _with_connection(dsn, tokens.list_tokens)
+    for row in rows:
+        state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+        click.echo(f"{row.name}\t{row.role}\t{row.created_at.isoformat()}\t{state}")
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke the active token called NAME."""
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        if not _with_connection(dsn, lambda conn: tokens.revoke_token(conn, name)):
+            raise click.ClickException(f"no active token named {name!r}")
+    click.echo(f"liveline: revoked {name}", err=True)
+
+
+@main.command()
+def rebuild() -> None:
+    """Drop the reader tables and replay them from the event log."""
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        replayed = _with_connection(dsn, rebuild_read_model)
+    click.echo(f"liveline: rebuilt the read model from {replayed} events", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
