@@ -80,10 +80,7 @@ AnyEvent = (
     | PostRetracted
 )
 
-EVENT_TYPES: dict[str, type[EventData]] = {
-    cls.__struct_config__.tag: cls
-    for cls in AnyEvent.__args__
-}
+EVENT_TYPES: dict[str, type[EventData]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
 
 
 class Metadata(Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real PostgreSQL (embedded pgserver, or TEST_DATABASE_URL) and a fresh database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from service.store import schema
+
+TEMPLATE = "liveline_template"
+
+
+def with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def _admin(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    """A PostgreSQL superuser DSN: TEST_DATABASE_URL, or an embedded server made for this run."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    from pgserver import get_server  # type: ignore[attr-defined]
+
+    folder = Path(tempfile.mkdtemp(prefix="liveline-test-", dir="/tmp"))
+    server = get_server(folder / "pg", cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(admin_dsn: str) -> str:
+    """A database migrated to head once per run; each test copies it (CREATE DATABASE … TEMPLATE)."""
+    asyncio.run(_admin(admin_dsn, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE}"))
+    schema.upgrade(with_database(admin_dsn, TEMPLATE))
+    return TEMPLATE
+
+
+def fresh_database(admin_dsn: str, template: str | None = TEMPLATE) -> str:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    source = f" TEMPLATE {template}" if template else ""
+    asyncio.run(_admin(admin_dsn, f"CREATE DATABASE {name}{source}"))
+    return with_database(admin_dsn, name)
+
+
+@pytest.fixture
+async def database_url(admin_dsn: str, template_database: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    await _admin(admin_dsn, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    yield with_database(admin_dsn, name)
+    await _admin(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

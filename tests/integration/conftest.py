@@ -1,0 +1,44 @@
+"""An in-process app on a fresh database, with tokens made the way the CLI makes them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.store import tokens
+from service.store.pool import connect
+from tests.support import Api
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    app = create_app(Settings(database_url=database_url, pool_min_size=1, pool_max_size=8))
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+async def make_token(database_url: str, name: str, role: tokens.Role) -> str:
+    conn = await connect(database_url)
+    try:
+        return await tokens.create_token(conn, name, role)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def editor_token(database_url: str) -> str:
+    return await make_token(database_url, "cms", "editor")
+
+
+@pytest.fixture
+async def auditor_token(database_url: str) -> str:
+    return await make_token(database_url, "standards-desk", "auditor")
+
+
+@pytest.fixture
+async def api(client: AsyncTestClient, editor_token: str, database_url: str) -> Api:  # type: ignore[type-arg]
+    return Api(client, editor_token, database_url)
