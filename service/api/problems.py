@@ -30,6 +30,16 @@ def domain_problem(exc: DomainError) -> ProblemDetailsException:
     )
 
 
+def undecodable_body(exc: UnicodeDecodeError) -> ProblemDetailsException:
+    """litestar lets msgspec's UnicodeDecodeError through as a 500; it is the client's bad UTF-8."""
+    return ProblemDetailsException(
+        status_code=400,
+        title="Request body is not valid UTF-8",
+        detail=f"byte {exc.start} cannot be decoded as UTF-8",
+        type_=PROBLEM_TYPE + "bad-encoding",
+    )
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Our fault, never the client's: logged with the request id, answered without internals."""
     request_id = request.scope.get("state", {}).get("request_id")
@@ -48,7 +58,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
-            exception_to_problem_detail_map={DomainError: domain_problem},
+            exception_to_problem_detail_map={DomainError: domain_problem, UnicodeDecodeError: undecodable_body},
         )
     )
 

@@ -1,0 +1,85 @@
+"""Bad input never corrupts: hostile, malformed and oversized requests get a 4xx problem and change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Api, assert_problem
+
+POSTS = "/v1/coverages/kherson/posts"
+
+HOSTILE_POSTS = {
+    "script tag": {"body": [{"type": "paragraph", "text": "hi <script>alert(1)</script>"}]},
+    "event handler": {"body": [{"type": "paragraph", "text": '<a href="https://x.org" onclick="steal()">x</a>'}]},
+    "img onerror": {"body": [{"type": "paragraph", "text": '<img src=x onerror="alert(1)">'}]},
+    "javascript link in text": {"body": [{"type": "paragraph", "text": '<a href="javascript:alert(1)">x</a>'}]},
+    "javascript image url": {"body": [{"type": "image", "url": "javascript:alert(1)", "alt": "x"}]},
+    "data url embed": {"body": [{"type": "embed", "provider": "other", "url": "data:text/html,<script>"}]},
+    "script in title": {"title": "<script>x</script>", "body": [{"type": "paragraph", "text": "x"}]},
+    "iframe in quote": {"body": [{"type": "quote", "text": "<iframe src='https://evil.example'></iframe>"}]},
+    "unknown block type": {"body": [{"type": "video", "url": "https://x.org"}]},
+    "unknown field": {"body": [{"type": "paragraph", "text": "x"}], "sticky": True},
+    "unknown block field": {"body": [{"type": "paragraph", "text": "x", "style": "red"}]},
+    "empty body": {"body": []},
+    "too many blocks": {"body": [{"type": "paragraph", "text": "x"}] * 201},
+    "title too long": {"title": "t" * 301, "body": [{"type": "paragraph", "text": "x"}]},
+    "wrong types": {"body": "not a list"},
+    "bad embed provider": {"body": [{"type": "embed", "provider": "myspace", "url": "https://x.org"}]},
+}
+
+RAW_BODIES = {
+    "invalid json": b'{"body": [',
+    "invalid utf-8": b'{"body": [{"type": "paragraph", "text": "\xff\xfe"}]}',
+    "lone surrogate": b'{"body": [{"type": "paragraph", "text": "\\ud800"}]}',
+    "not an object": b"[1, 2, 3]",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_POSTS))
+async def test_hostile_post_is_refused_and_changes_nothing(api: Api, name: str) -> None:
+    await api.open()
+    count = await api.event_count()
+    response = await api.client.post(POSTS, json=HOSTILE_POSTS[name], headers=api.auth())
+    assert 400 <= response.status_code < 500
+    assert_problem(response, response.status_code)
+    assert await api.event_count() == count
+
+
+@pytest.mark.parametrize("name", sorted(RAW_BODIES))
+async def test_malformed_body_is_a_400_problem(api: Api, name: str) -> None:
+    await api.open()
+    count = await api.event_count()
+    headers = api.auth(**{"Content-Type": "application/json"})
+    response = await api.client.post(POSTS, content=RAW_BODIES[name], headers=headers)
+    assert_problem(response, 400)
+    assert await api.event_count() == count
+
+
+async def test_one_megabyte_body_is_413(api: Api) -> None:
+    await api.open()
+    count = await api.event_count()
+    huge = b'{"body": [{"type": "paragraph", "text": "' + b"a" * (1024 * 1024) + b'"}]}'
+    response = await api.client.post(POSTS, content=huge, headers=api.auth(**{"Content-Type": "application/json"}))
+    assert_problem(response, 413)
+    assert await api.event_count() == count
+
+
+async def test_harmless_markup_is_sanitised_to_the_allowlist(api: Api) -> None:
+    await api.open()
+    text = '<span class="x">Kherson</span> <strong>now</strong> <a href="https://bbc.co.uk" target="_blank">more</a>'
+    post = (await api.client.post(POSTS, json={"body": [{"type": "paragraph", "text": text}]}, headers=api.auth()))
+    assert post.status_code == 201
+    stored = post.json()["body"][0]["text"]
+    assert stored == 'Kherson <strong>now</strong> <a href="https://bbc.co.uk" rel="noopener noreferrer">more</a>'
+
+
+async def test_nul_characters_never_reach_the_database(api: Api) -> None:
+    await api.open()
+    response = await api.client.post(
+        POSTS, json={"body": [{"type": "paragraph", "text": "a\u0000b"}], "byline": "x\u0000"}, headers=api.auth()
+    )
+    assert response.status_code == 201
+    assert response.json()["body"][0]["text"] == "ab"
+    assert_problem(await api.client.get("/v1/coverages/kh%00erson"), 404)
+    assert_problem(await api.client.get("/v1/coverages/kherson/posts/a%00b"), 404)
