@@ -89,7 +89,10 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the problems a route can answer with."""
     return {
         code: ResponseSpec(
-            data_container=Problem, description=_DESCRIPTIONS[code], media_type="application/problem+json"
+            data_container=Problem,
+            description=_DESCRIPTIONS[code],
+            media_type="application/problem+json",
+            generate_examples=False,
         )
         for code in (400, *codes)
     }
