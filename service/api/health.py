@@ -9,7 +9,7 @@ from msgspec import Struct
 from service.store import schema
 
 
-class Health(Struct, frozen=True):
+class Health(Struct, frozen=True, omit_defaults=True):
     status: str
     detail: str | None = None
 

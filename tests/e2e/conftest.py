@@ -1,0 +1,86 @@
+"""Real `liveline` processes: a server started as an operator would, on its own database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_database
+
+LIVELINE = [sys.executable, "-m", "service.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def liveline(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LIVELINE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "LIVELINE_DATA_DIR"}}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    env: dict[str, str]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+def start_server(env: dict[str, str], *extra: str, ready_timeout: float = 30) -> RunningServer:
+    port = free_port()
+    process = subprocess.Popen(
+        [*LIVELINE, "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"liveline serve exited {process.returncode}: {process.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
+                return RunningServer(process, base_url, env)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("liveline serve did not become ready")
+
+
+@pytest.fixture(scope="module")
+def server(admin_dsn: str, template_database: str) -> Iterator[RunningServer]:
+    env = environment(DATABASE_URL=fresh_database(admin_dsn, template_database))
+    running = start_server(env)
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def editor_token(server: RunningServer) -> str:
+    made = liveline("token", "create", "--name", "e2e-cms", "--role", "editor", env=server.env)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()

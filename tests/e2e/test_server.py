@@ -1,0 +1,77 @@
+"""Behaviour across processes: the CLI and a real server on one database, real concurrent HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.conftest import fresh_database
+from tests.e2e.conftest import RunningServer, environment, liveline, start_server
+
+
+def auth(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+def test_token_is_printed_alone_listed_and_revocable(server: RunningServer) -> None:
+    made = liveline("token", "create", "--name", "night-desk", "--role", "editor", env=server.env)
+    assert made.returncode == 0
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and token.startswith("ll_")
+    listed = liveline("token", "list", env=server.env)
+    assert "night-desk\teditor" in listed.stdout and token not in listed.stdout
+    opened = httpx.post(f"{server.base_url}/v1/coverages", json={"id": "night", "title": "N"}, headers=auth(token))
+    assert opened.status_code == 201
+    assert liveline("token", "revoke", "night-desk", env=server.env).returncode == 0
+    refused = httpx.post(f"{server.base_url}/v1/coverages", json={"id": "night2", "title": "N"}, headers=auth(token))
+    assert refused.status_code == 401
+    assert liveline("token", "revoke", "night-desk", env=server.env).returncode != 0
+
+
+async def test_concurrent_duplicate_publishes_over_http_append_one_event(server: RunningServer, editor_token: str) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await client.post("/v1/coverages", json={"id": "dupes", "title": "D"}, headers=auth(editor_token))
+        headers = auth(editor_token, **{"Idempotency-Key": "flash-1"})
+        body = {"body": [{"type": "paragraph", "text": "Flash: Kherson"}]}
+        answers = await asyncio.gather(*(client.post("/v1/coverages/dupes/posts", json=body, headers=headers) for _ in range(12)))
+        assert {a.status_code for a in answers} == {201}
+        assert len({a.json()["id"] for a in answers}) == 1
+        timeline = (await client.get("/v1/coverages/dupes/timeline")).json()
+        assert len(timeline["posts"]) == 1 and timeline["coverage"]["version"] == 2
+
+
+async def test_concurrent_edits_with_one_if_match_over_http(server: RunningServer, editor_token: str) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await client.post("/v1/coverages", json={"id": "edits", "title": "E"}, headers=auth(editor_token))
+        post = (
+            await client.post(
+                "/v1/coverages/edits/posts", json={"body": [{"type": "paragraph", "text": "v1"}]}, headers=auth(editor_token)
+            )
+        ).json()
+        url = f"/v1/coverages/edits/posts/{post['id']}"
+        answers = await asyncio.gather(
+            *(client.patch(url, json={"title": f"desk {i}"}, headers=auth(editor_token, **{"If-Match": '"1"'})) for i in range(6))
+        )
+        assert sorted(a.status_code for a in answers) == [200] + [412] * 5
+        assert (await client.get(url)).json()["revision"] == 2
+
+
+def test_serve_refuses_an_unmigrated_external_database_unless_told_to_migrate(admin_dsn: str) -> None:
+    env = environment(DATABASE_URL=fresh_database(admin_dsn, template=None))
+    refused = liveline("serve", "--port", "1", env=env)
+    assert refused.returncode != 0
+    assert "not migrated" in refused.stderr
+    migrated = start_server(env, "--migrate")
+    try:
+        assert httpx.get(f"{migrated.base_url}/ready").json()["status"] == "ready"
+    finally:
+        assert migrated.stop() == 0
+
+
+def test_health_and_request_ids(server: RunningServer) -> None:
+    assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
+    echoed = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "cms-42"})
+    assert echoed.headers["x-request-id"] == "cms-42"
+    replaced = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert replaced.headers["x-request-id"] != "bad id with spaces" and len(replaced.headers["x-request-id"]) == 32

@@ -1,0 +1,140 @@
+"""The fold and the command checks, with plain lists of events: no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.domain import commands
+from service.domain.blocks import Paragraph
+from service.domain.errors import (
+    CoverageAlreadyExists,
+    CoverageEnded,
+    CoverageNotFound,
+    CoverageStillLive,
+    NothingToChange,
+    PostNotFound,
+    PostRetracted,
+    RevisionMismatch,
+    UnsafeMarkup,
+)
+from service.domain.events import (
+    AnyEvent,
+    CoverageEnded as Ended,
+    CoverageOpened,
+    Metadata,
+    PostEdited,
+    PostPinned,
+    PostPublished,
+    PostRetracted as Retracted,
+    RecordedEvent,
+    event_type,
+)
+from service.domain.state import Timeline, replay
+
+T0 = datetime(2022, 11, 10, 9, 0, tzinfo=UTC)
+P1, P2 = "01890a5d-ac96-774b-bcce-b302099a8057", "01890a5d-ac96-774b-bcce-b302099a8058"
+
+
+def log(*changes: tuple[str | None, AnyEvent]) -> list[RecordedEvent]:
+    return [
+        RecordedEvent(
+            position=i,
+            coverage_id="kherson",
+            version=i,
+            post_id=post_id,
+            type=event_type(data),
+            schema_version=1,
+            data=data,
+            metadata=Metadata(actor="cms"),
+            recorded_at=T0 + timedelta(minutes=i),
+            prev_hash="",
+            hash="",
+        )
+        for i, (post_id, data) in enumerate(changes, start=1)
+    ]
+
+
+def para(text: str) -> list[Paragraph]:
+    return [Paragraph(text=text)]
+
+
+OPEN = (None, CoverageOpened(title="Kherson", editors=["Jeremy Gahagan"], timezone="Europe/London"))
+
+
+def test_publish_edit_pin_retract_fold_into_the_timeline() -> None:
+    timeline = replay(
+        log(
+            OPEN,
+            (P1, PostPublished(body=para("one"))),
+            (P2, PostPublished(body=para("two"), title="Two")),
+            (P1, PostEdited(title="One", note="title added")),
+            (P1, PostPinned()),
+            (P2, PostPinned()),
+            (P2, Retracted(reason="wrong")),
+        )
+    )
+    coverage = timeline.coverage
+    assert coverage is not None
+    assert coverage.version == 7 and coverage.post_count == 1 and coverage.pinned_post_id is None
+    one, two = timeline.posts[P1], timeline.posts[P2]
+    assert (one.title, one.revision, one.sequence) == ("One", 2, 2)
+    assert one.updated_at == T0 + timedelta(minutes=4) and one.published_at == T0 + timedelta(minutes=2)
+    assert two.retracted and two.retraction_reason == "wrong" and two.revision == 1
+
+
+def test_ending_and_reopening_change_status() -> None:
+    ended = replay(log(OPEN, (None, Ended())))
+    assert ended.coverage is not None and ended.coverage.status == "ended" and ended.coverage.ended_at
+
+
+def test_events_before_opening_are_rejected() -> None:
+    with pytest.raises(ValueError, match="precedes"):
+        replay(log((P1, PostPublished(body=para("x")))))
+
+
+def state() -> Timeline:
+    return replay(log(OPEN, (P1, PostPublished(body=para("one")))))
+
+
+def test_command_checks_refuse_what_the_rules_forbid() -> None:
+    timeline = state()
+    coverage, post = timeline.coverage, timeline.posts[P1]
+    with pytest.raises(CoverageAlreadyExists):
+        commands.decide_open(coverage, commands.OpenCoverage(id="kherson", title="again"))
+    with pytest.raises(CoverageNotFound):
+        commands.decide_publish(None, "ghost", commands.PublishPost(body=para("x")))
+    with pytest.raises(PostNotFound):
+        commands.decide_edit(coverage, None, "kherson", P2, commands.EditPost(title="x"), None)
+    with pytest.raises(RevisionMismatch):
+        commands.decide_edit(coverage, post, "kherson", P1, commands.EditPost(title="x"), 7)
+    with pytest.raises(NothingToChange):
+        commands.decide_edit(coverage, post, "kherson", P1, commands.EditPost(note="n"), None)
+    with pytest.raises(CoverageStillLive):
+        commands.decide_reopen(coverage, "kherson")
+    with pytest.raises(UnsafeMarkup):
+        commands.decide_publish(coverage, "kherson", commands.PublishPost(body=para("<script>x</script>")))
+
+
+def test_ended_coverage_and_retracted_post_refuse_changes() -> None:
+    timeline = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (None, Ended())))
+    with pytest.raises(CoverageEnded):
+        commands.decide_publish(timeline.coverage, "kherson", commands.PublishPost(body=para("x")))
+    retracted = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (P1, Retracted(reason="r"))))
+    with pytest.raises(PostRetracted):
+        commands.decide_pin(retracted.coverage, retracted.posts[P1], "kherson", P1)
+
+
+def test_pinning_the_pinned_post_and_unpinning_nothing_decide_no_events() -> None:
+    pinned = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (P1, PostPinned())))
+    assert commands.decide_pin(pinned.coverage, pinned.posts[P1], "kherson", P1) == []
+    assert commands.decide_unpin(state().coverage, "kherson") == []
+
+
+def test_publish_sanitises_text_to_the_allowlist() -> None:
+    event = commands.decide_publish(
+        state().coverage, "kherson", commands.PublishPost(body=para("<p>AT&T <em>said</em></p>"), title="<i>T</i>")
+    )
+    assert event.body[0] == Paragraph(text="AT&amp;T <em>said</em>")
+    assert event.title == "<i>T</i>"
