@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+from litestar import Litestar
 
+from service.app import create_app
 from service.config import Settings
 from service.embedded import database_url
 from service.projections.rebuild import rebuild as rebuild_read_model
@@ -29,6 +33,17 @@ def _with_connection(dsn: str, work: Callable[[Connection], Awaitable[T]]) -> T:
             await conn.close()
 
     return asyncio.run(run())
+
+
+def worker_app() -> Litestar:
+    """granian's factory in each worker: the app, and the worker ends when `liveline serve` dies.
+
+    PR_SET_PDEATHSIG through ctypes because neither granian nor the standard library offers it; without it
+    a kill -9 of `serve` would leave workers holding the port and database connections.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    return create_app()
 
 
 def _require_head(dsn: str) -> None:
@@ -63,7 +78,7 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
         where = "external" if settings.database_url else "embedded"
         click.echo(f"liveline: serving http://{host}:{port} (database {where})")
         Server(
-            "service.app:create_app",
+            "service.cli:worker_app",
             factory=True,
             address=host,
             port=port,

@@ -1,0 +1,83 @@
+"""The embedded default PostgreSQL: started by `liveline serve`, shared with other commands, stopped on
+SIGTERM, and recovered after a kill -9."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.e2e.conftest import environment, liveline, start_server
+
+
+def postgres_running(data_dir: Path) -> bool:
+    pgdata = str(data_dir / "postgres")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and pgdata in " ".join(proc.info["cmdline"] or []):
+            return True
+    return False
+
+
+def workers_gone(base_url: str, within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base_url}/health", timeout=0.5)
+        except httpx.TransportError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="liveline-embedded-", dir="/tmp"))
+    yield folder
+    pid_file = folder / "postgres" / "postmaster.pid"
+    if pid_file.exists():  # never leak a server, whatever the test did
+        psutil.Process(int(pid_file.read_text().split()[0])).kill()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_serve_runs_on_the_embedded_database_and_stops_it_on_sigterm(data_dir: Path) -> None:
+    env = environment(LIVELINE_DATA_DIR=str(data_dir))
+    server = start_server(env)
+    try:
+        assert postgres_running(data_dir)
+        token = liveline("token", "create", "--name", "cms", "--role", "editor", env=env)
+        assert token.returncode == 0, token.stderr
+        assert postgres_running(data_dir), "a second command must not stop the server serve uses"
+        opened = httpx.post(
+            f"{server.base_url}/v1/coverages",
+            json={"id": "embedded", "title": "E"},
+            headers={"Authorization": f"Bearer {token.stdout.strip()}"},
+        )
+        assert opened.status_code == 201
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    assert not postgres_running(data_dir)
+
+
+def test_after_kill_9_the_next_start_recovers_and_keeps_the_data(data_dir: Path) -> None:
+    env = environment(LIVELINE_DATA_DIR=str(data_dir))
+    token = liveline("token", "create", "--name", "cms", "--role", "editor", env=env).stdout.strip()
+    assert not postgres_running(data_dir), "a one-off command stops the server it started"
+    first = start_server(env)
+    httpx.post(
+        f"{first.base_url}/v1/coverages", json={"id": "survives", "title": "S"}, headers={"Authorization": f"Bearer {token}"}
+    ).raise_for_status()
+    first.stop(signal.SIGKILL)
+    assert workers_gone(first.base_url), "workers must not outlive a killed `liveline serve`"
+    second = start_server(env)
+    try:
+        assert httpx.get(f"{second.base_url}/v1/coverages/survives").status_code == 200
+    finally:
+        assert second.stop(signal.SIGTERM) == 0
+    assert not postgres_running(data_dir)
