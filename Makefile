@@ -1,0 +1,29 @@
+# The two commands: `make run` (install, then serve on the embedded PostgreSQL) and `make test`
+# (install, then ruff, mypy --strict and the whole pytest suite on a real PostgreSQL).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint openapi
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/liveline serve --host $(HOST) --port $(PORT)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check service
+	$(BIN)/ruff format --check service
+	$(BIN)/mypy service
+
+test: lint
+	$(BIN)/pytest
+
+openapi: $(BIN)/.installed
+	$(BIN)/python -m service.openapi > openapi/openapi.json
