@@ -14,6 +14,7 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class SystemPostgres:
         self.started_here = False
         pgdata.mkdir(mode=0o700, exist_ok=True)
         if self.user:
+            _let_through(pgdata.parent)
             shutil.chown(pgdata, self.user, self.user)
         if not (pgdata / "PG_VERSION").exists():
             self._run("initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8")
@@ -83,6 +85,14 @@ class SystemPostgres:
     def stop(self) -> None:
         if self.started_here:
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", check=False)
+
+
+def _let_through(folder: Path) -> None:
+    """The unprivileged server user must be able to reach its data folder (search permission only)."""
+    for part in (folder, *folder.parents):
+        mode = part.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            part.chmod(mode | stat.S_IXOTH)
 
 
 def _forget_dead_handles(handles: Path) -> None:

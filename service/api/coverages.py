@@ -14,7 +14,7 @@ from service.api.caching import conditional_json, encode, public_cache_control
 from service.api.cursors import decode_listing, decode_page, encode_cursor, encode_listing, encode_page
 from service.api.problems import problems
 from service.api.views import CoverageList, CoverageView, PostView, TimelinePage, coverage_view, post_view
-from service.api.writing import run
+from service.api.writing import IdempotencyKeyHeader, run
 from service.config import Settings
 from service.domain import commands
 from service.domain.commands import OpenCoverage, PinPost, UpdateCoverage
@@ -85,13 +85,18 @@ class CoverageController(Controller):
         status_code=201,
     )
     async def open_coverage(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, data: OpenCoverage
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        data: OpenCoverage,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
         return await run(
             request,
             pool,
             coverage_id=data.id,
             data=data,
+            idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(None, commands.decide_open(coverage, data))],
             respond=_coverage_answer(201),
         )
@@ -144,12 +149,17 @@ class CoverageController(Controller):
         status_code=200,
     )
     async def end_coverage(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        coverage_id: str,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
         return await run(
             request,
             pool,
             coverage_id=coverage_id,
+            idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(None, commands.decide_end(coverage, coverage_id))],
             respond=_coverage_answer(200),
         )
@@ -165,12 +175,17 @@ class CoverageController(Controller):
         status_code=200,
     )
     async def reopen_coverage(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        coverage_id: str,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
         return await run(
             request,
             pool,
             coverage_id=coverage_id,
+            idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(None, commands.decide_reopen(coverage, coverage_id))],
             respond=_coverage_answer(200),
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException
+from litestar.params import Parameter
 
 from service.api.auth import EDITORS, authenticate, may, require_role
 from service.api.caching import PRIVATE, conditional_json, encode, public_cache_control
@@ -23,7 +24,7 @@ from service.api.views import (
     post_view,
     tombstone,
 )
-from service.api.writing import run
+from service.api.writing import IdempotencyKeyHeader, run
 from service.config import Settings
 from service.domain import commands
 from service.domain.commands import EditPost, PublishPost, RetractPost
@@ -43,8 +44,13 @@ def post_etag(post: PostState, pinned_post_id: str | None) -> str:
     return f'"{post.revision}.pinned"' if post.id == pinned_post_id else f'"{post.revision}"'
 
 
-def expected_revision(request: Request[Any, Any, State]) -> int | None:
-    header = request.headers.get("if-match")
+IfMatchHeader = Annotated[
+    str | None,
+    Parameter(header="If-Match", required=False, description='The post\'s ETag, e.g. "3": refuse (412) if it moved on'),
+]
+
+
+def expected_revision(header: str | None) -> int | None:
     if header is None or header.strip() == "*":
         return None
     match = _IF_MATCH.match(header.strip())
@@ -95,7 +101,12 @@ class PostController(Controller):
         status_code=201,
     )
     async def publish_post(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, data: PublishPost
+        self,
+        request: Request[Any, Any, State],
+        pool: asyncpg.Pool,
+        coverage_id: str,
+        data: PublishPost,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[PostView]:
         post_id = new_post_id()
         return await run(
@@ -104,6 +115,7 @@ class PostController(Controller):
             coverage_id=coverage_id,
             post_id=post_id,
             data=data,
+            idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(post_id, commands.decide_publish(coverage, coverage_id, data))],
             respond=_post_answer(201),
         )
@@ -151,8 +163,9 @@ class PostController(Controller):
         coverage_id: str,
         post_id: str,
         data: EditPost,
+        if_match: IfMatchHeader = None,
     ) -> Response[PostView]:
-        revision = expected_revision(request)
+        revision = expected_revision(if_match)
         if not is_post_id(post_id):
             raise post_not_found(coverage_id, post_id)
         return await run(
@@ -184,6 +197,7 @@ class PostController(Controller):
         coverage_id: str,
         post_id: str,
         data: RetractPost,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Tombstone]:
         if not is_post_id(post_id):
             raise post_not_found(coverage_id, post_id)
@@ -193,6 +207,7 @@ class PostController(Controller):
             coverage_id=coverage_id,
             post_id=post_id,
             data=data,
+            idempotency_key=idempotency_key,
             decide=lambda coverage, current: [
                 Change(post_id, commands.decide_retract(coverage, current, coverage_id, post_id, data))
             ],

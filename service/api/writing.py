@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import ClientException
+from litestar.params import Parameter
 
 from service.domain.errors import CoverageNotFound
 from service.domain.events import Metadata
@@ -21,8 +22,17 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
-def idempotency_of(request: Request[Any, Any, State], data: object) -> Idempotency | None:
-    key = request.headers.get("idempotency-key")
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        required=False,
+        description="Retrying with the same key and body returns the first answer and appends nothing",
+    ),
+]
+
+
+def idempotency_of(request: Request[Any, Any, State], key: str | None, data: object) -> Idempotency | None:
     if key is None:
         return None
     if not _KEY.match(key):
@@ -48,13 +58,14 @@ async def run(
     coverage_id: str,
     post_id: str | None = None,
     data: object = None,
+    idempotency_key: str | None = None,
     decide: Decide,
     respond: Respond,
 ) -> Response[Any]:
-    """Execute a command for this request; POSTs honour Idempotency-Key."""
+    """Execute a command for this request, honouring an Idempotency-Key when the route takes one."""
     if not is_coverage_id(coverage_id):
         raise CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
-    key = idempotency_of(request, data) if request.method == "POST" else None
+    key = idempotency_of(request, idempotency_key, data)
     answer = await execute(
         pool,
         coverage_id=coverage_id,

@@ -81,3 +81,20 @@ def test_after_kill_9_the_next_start_recovers_and_keeps_the_data(data_dir: Path)
     finally:
         assert second.stop(signal.SIGTERM) == 0
     assert not postgres_running(data_dir)
+
+
+def test_machine_postgresql_serves_when_pgserver_is_not_used(data_dir: Path) -> None:
+    if not (shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
+        pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql on this machine")
+    env = environment(LIVELINE_DATA_DIR=str(data_dir), LIVELINE_EMBEDDED_ENGINE="system")
+    made = liveline("token", "create", "--name", "cms", "--role", "editor", env=env)
+    assert made.returncode == 0, made.stderr
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
+    assert not postgres_running(data_dir), "the command stops the server it started"
+    server = start_server(env)
+    try:
+        listed = httpx.get(f"{server.base_url}/v1/coverages")
+        assert listed.status_code == 200 and listed.json()["coverages"] == []
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    assert not postgres_running(data_dir)
