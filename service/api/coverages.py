@@ -13,7 +13,7 @@ from service.api.auth import EDITORS, require_role
 from service.api.caching import conditional_json, encode, public_cache_control
 from service.api.cursors import decode_listing, decode_page, encode_cursor, encode_listing, encode_page
 from service.api.problems import problems
-from service.api.views import CoverageList, CoverageView, PostView, TimelinePage, coverage_view, post_view
+from service.api.views import CoverageList, CoverageView, TimelinePage, coverage_view, post_view
 from service.api.writing import IdempotencyKeyHeader, run
 from service.config import Settings
 from service.domain import commands
@@ -270,5 +270,3 @@ class CoverageController(Controller):
         )
         return conditional_json(request, page, cache_control=public_cache_control(settings))
 
-
-__all__ = ["CoverageController", "PostView", "coverage_not_found", "find_coverage"]
