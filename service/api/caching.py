@@ -23,7 +23,8 @@ def etag_matches(request: Request[Any, Any, State], etag: str) -> bool:
     header = request.headers.get("if-none-match")
     if header is None:
         return False
-    candidates = {candidate.strip() for candidate in header.split(",")}
+    # Weak comparison (RFC 9110 §13.1.2): proxies that compress often weaken our strong tags.
+    candidates = {candidate.strip().removeprefix("W/") for candidate in header.split(",")}
     return "*" in candidates or etag in candidates
 
 

@@ -91,6 +91,7 @@ class CoverageController(Controller):
         data: OpenCoverage,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
+        commands.require_slug(data.id)
         return await run(
             request,
             pool,
@@ -269,4 +270,3 @@ class CoverageController(Controller):
             cursor=encode_cursor(coverage.id, coverage.version),
         )
         return conditional_json(request, page, cache_control=public_cache_control(settings))
-

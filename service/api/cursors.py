@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from service.domain.errors import InvalidPageToken
 
-_CURSOR = re.compile(r"^c1:([a-z0-9][a-z0-9-]{0,79}):(\d{1,10})$")
-_PAGE = re.compile(r"^p1:([no]):(\d{1,10})$")
+_CURSOR = re.compile(r"c1:([a-z0-9][a-z0-9-]{0,79}):(\d{1,9})")
+_PAGE = re.compile(r"p1:([no]):(\d{1,9})")
 
 
 def _wrap(text: str) -> str:
@@ -30,7 +30,7 @@ def encode_cursor(coverage_id: str, version: int) -> str:
 
 
 def decode_cursor(token: str) -> tuple[str, int]:
-    match = _CURSOR.match(_unwrap(token))
+    match = _CURSOR.fullmatch(_unwrap(token))
     if match is None:
         raise InvalidPageToken("the cursor is malformed; use one this API returned")
     return match[1], int(match[2])
@@ -41,7 +41,7 @@ def encode_page(order: Literal["newest", "oldest"], sequence: int) -> str:
 
 
 def decode_page(token: str, order: Literal["newest", "oldest"]) -> int:
-    match = _PAGE.match(_unwrap(token))
+    match = _PAGE.fullmatch(_unwrap(token))
     if match is None:
         raise InvalidPageToken("`before` is malformed; pass the `next` value of a previous page")
     if match[1] != order[0]:
@@ -49,7 +49,7 @@ def decode_page(token: str, order: Literal["newest", "oldest"]) -> int:
     return int(match[2])
 
 
-_LISTING = re.compile(r"^l1:([0-9T:.+-]{10,40})/([a-z0-9][a-z0-9-]{0,79})$")
+_LISTING = re.compile(r"l1:([0-9T:.+-]{10,40})/([a-z0-9][a-z0-9-]{0,79})")
 
 
 def encode_listing(started_at: datetime, coverage_id: str) -> str:
@@ -57,10 +57,13 @@ def encode_listing(started_at: datetime, coverage_id: str) -> str:
 
 
 def decode_listing(token: str) -> tuple[datetime, str]:
-    match = _LISTING.match(_unwrap(token))
+    match = _LISTING.fullmatch(_unwrap(token))
     try:
         if match is None:
             raise ValueError(token)
-        return datetime.fromisoformat(match[1]), match[2]
-    except ValueError as exc:
+        started_at = datetime.fromisoformat(match[1])
+        if started_at.tzinfo is None:
+            raise ValueError(token)
+        return started_at.astimezone(UTC), match[2]
+    except (ValueError, OverflowError) as exc:
         raise InvalidPageToken("`before` is malformed; pass the `next` value of a previous page") from exc

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
+from service.domain.errors import InvalidField
 from service.domain.markup import clean_text
 
 Text = Annotated[str, Meta(min_length=1, max_length=20_000)]
@@ -62,6 +64,7 @@ Body = Annotated[list[Block], Meta(min_length=1, max_length=200)]
 
 
 NOT_TEXT = frozenset({"url", "provider"})
+_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f/$.?#][^\s\x00-\x1f\x7f]*", re.IGNORECASE)
 
 
 def clean_block(block: Block, where: str) -> Block:
@@ -69,6 +72,9 @@ def clean_block(block: Block, where: str) -> Block:
     changes: dict[str, str | list[str]] = {}
     for name in block.__struct_fields__:
         value = getattr(block, name)
+        if name == "url" and not _URL.fullmatch(value):
+            # the schema pattern's `$` would let a trailing newline through; fullmatch does not
+            raise InvalidField(f"{where}.url must be an http(s) URL without control characters", field=f"{where}.url")
         if name in NOT_TEXT or value is None:
             continue
         if isinstance(value, list):

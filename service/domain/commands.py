@@ -40,7 +40,7 @@ from service.domain.events import (
 from service.domain.events import (
     PostRetracted as PostRetractedEvent,
 )
-from service.domain.ids import COVERAGE_ID, POST_ID
+from service.domain.ids import COVERAGE_ID, POST_ID, is_coverage_id
 from service.domain.markup import clean_text
 from service.domain.state import CoverageState, PostState
 
@@ -114,6 +114,12 @@ def _clean_names(names: list[str]) -> list[str]:
     return [clean_text(name, f"editors[{i}]") for i, name in enumerate(names)]
 
 
+def require_slug(coverage_id: str) -> None:
+    """The schema pattern's `$` lets a trailing newline through; this check does not."""
+    if not is_coverage_id(coverage_id):
+        raise InvalidField("id must be a slug: lowercase letters, digits and hyphens", field="id")
+
+
 def require_coverage(coverage: CoverageState | None, coverage_id: str) -> CoverageState:
     if coverage is None:
         raise CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
@@ -141,6 +147,7 @@ def require_unretracted(post: PostState | None, coverage_id: str, post_id: str) 
 
 
 def decide_open(existing: CoverageState | None, request: OpenCoverage) -> CoverageOpened:
+    require_slug(request.id)
     if existing is not None:
         raise CoverageAlreadyExists(f"coverage {request.id!r} already exists", coverage_id=request.id)
     _check_timezone(request.timezone)

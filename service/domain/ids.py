@@ -21,7 +21,7 @@ def new_post_id() -> str:
 
 
 def is_post_id(text: str) -> bool:
-    return POST_ID.match(text) is not None
+    return POST_ID.fullmatch(text) is not None
 
 
 COVERAGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
@@ -29,4 +29,4 @@ COVERAGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 
 
 def is_coverage_id(text: str) -> bool:
-    return COVERAGE_ID.match(text) is not None
+    return COVERAGE_ID.fullmatch(text) is not None

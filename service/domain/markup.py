@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import nh3
 
-from service.domain.errors import UnsafeMarkup
+from service.domain.errors import InvalidField, UnsafeMarkup
 
 ALLOWED_TAGS = frozenset({"a", "strong", "b", "em", "i", "br"})
 ALLOWED_ATTRIBUTES = {"a": {"href"}}
@@ -61,14 +61,20 @@ class _ActiveContentFinder(HTMLParser):
 def clean_text(text: str, field: str) -> str:
     """Sanitised inline HTML for `text`; refuses active content so the sender learns of it."""
     finder = _ActiveContentFinder()
-    finder.feed(text)
-    finder.close()
+    try:
+        finder.feed(text)
+        finder.close()
+    except AssertionError as exc:  # html.parser asserts on some malformed declarations ("<![x[")
+        raise UnsafeMarkup(f"{field} carries malformed markup", field=field) from exc
     if finder.found:
         raise UnsafeMarkup(f"{field} carries active content ({finder.found}), which is not allowed", field=field)
-    return nh3.clean(
+    cleaned = nh3.clean(
         text,
         tags=set(ALLOWED_TAGS),
         attributes={k: set(v) for k, v in ALLOWED_ATTRIBUTES.items()},
         url_schemes=set(LINK_SCHEMES),
         link_rel="noopener noreferrer",
     )
+    if not cleaned.strip():
+        raise InvalidField(f"{field} is empty once markup is removed", field=field)
+    return cleaned

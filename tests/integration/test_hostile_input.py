@@ -25,6 +25,11 @@ HOSTILE_POSTS = {
     "title too long": {"title": "t" * 301, "body": [{"type": "paragraph", "text": "x"}]},
     "wrong types": {"body": "not a list"},
     "bad embed provider": {"body": [{"type": "embed", "provider": "myspace", "url": "https://x.org"}]},
+    "malformed declaration": {"body": [{"type": "paragraph", "text": "<![foo[ x"}]},
+    "nul in url": {"body": [{"type": "link", "url": "https://a\u0000b.org", "text": "x"}]},
+    "newline after url": {"body": [{"type": "image", "url": "https://a.org/x.jpg\n", "alt": "x"}]},
+    "empty once sanitised": {"title": "<p></p>", "body": [{"type": "paragraph", "text": "x"}]},
+    "markup-only paragraph": {"body": [{"type": "paragraph", "text": "<span></span>"}]},
 }
 
 RAW_BODIES = {
@@ -83,3 +88,18 @@ async def test_nul_characters_never_reach_the_database(api: Api) -> None:
     assert response.json()["body"][0]["text"] == "ab"
     assert_problem(await api.client.get("/v1/coverages/kh%00erson"), 404)
     assert_problem(await api.client.get("/v1/coverages/kherson/posts/a%00b"), 404)
+
+
+async def test_hostile_ids_and_page_tokens_are_4xx(api: Api) -> None:
+    import base64
+
+    def token(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    assert_problem(await api.open("kherson\n"), 422)
+    await api.open()
+    count = await api.event_count()
+    assert_problem(await api.timeline(before=token("p1:n:9999999999")), 400)
+    assert_problem(await api.client.get("/v1/coverages", params={"before": token("l1:0001-01-01T00:00:00+01:00/x")}), 400)
+    assert_problem(await api.client.get("/v1/coverages", params={"before": token("l1:2026-01-01T00:00:00/x")}), 400)
+    assert await api.event_count() == count
