@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.auth import EDITORS, require_role
 from service.api.caching import conditional_json, encode, public_cache_control
@@ -25,14 +26,14 @@ from service.projections import read_model
 from service.store.pool import Connection
 from service.writes import Answer, Change
 
-Limit = Annotated[int, Parameter(ge=1, le=100, description="page size")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
 
 
 def coverage_not_found(coverage_id: str) -> CoverageNotFound:
     return CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
 
 
-async def find_coverage(conn: Connection, coverage_id: str) -> read_model.CoverageRow:
+async def find_coverage(conn: Connection, coverage_id: FromPath[str]) -> read_model.CoverageRow:
     found = await read_model.find_coverage(conn, coverage_id) if is_coverage_id(coverage_id) else None
     if found is None:
         raise coverage_not_found(coverage_id)
@@ -57,10 +58,10 @@ class CoverageController(Controller):
     async def list_coverages(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        settings: Settings,
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[Settings],
         limit: Limit = 20,
-        before: Annotated[str | None, Parameter(max_length=300)] = None,
+        before: Annotated[str | None, QueryParameter(max_length=300)] = None,
     ) -> Response[CoverageList]:
         after = decode_listing(before) if before else None
         async with pool.acquire() as conn:
@@ -87,8 +88,8 @@ class CoverageController(Controller):
     async def open_coverage(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        data: OpenCoverage,
+        pool: NamedDependency[asyncpg.Pool],
+        data: JSONBody[OpenCoverage],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
         commands.require_slug(data.id)
@@ -111,7 +112,11 @@ class CoverageController(Controller):
         summary="A coverage's current state",
     )
     async def get_coverage(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, settings: Settings, coverage_id: str
+        self,
+        request: Request[Any, Any, State],
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[Settings],
+        coverage_id: FromPath[str],
     ) -> Response[CoverageView]:
         async with pool.acquire() as conn:
             row = await find_coverage(conn, coverage_id)
@@ -128,7 +133,11 @@ class CoverageController(Controller):
         opt=EDITORS,
     )
     async def update_coverage(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, data: UpdateCoverage
+        self,
+        request: Request[Any, Any, State],
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
+        data: JSONBody[UpdateCoverage],
     ) -> Response[CoverageView]:
         return await run(
             request,
@@ -152,8 +161,8 @@ class CoverageController(Controller):
     async def end_coverage(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        coverage_id: str,
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
         return await run(
@@ -178,8 +187,8 @@ class CoverageController(Controller):
     async def reopen_coverage(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        coverage_id: str,
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
         return await run(
@@ -201,7 +210,11 @@ class CoverageController(Controller):
         opt=EDITORS,
     )
     async def pin_post(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, data: PinPost
+        self,
+        request: Request[Any, Any, State],
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
+        data: JSONBody[PinPost],
     ) -> Response[CoverageView]:
         def decide(coverage: CoverageState | None, post: PostState | None) -> list[Change]:
             return [Change(data.post_id, e) for e in commands.decide_pin(coverage, post, coverage_id, data.post_id)]
@@ -226,7 +239,7 @@ class CoverageController(Controller):
         status_code=200,
     )
     async def unpin_post(
-        self, request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str
+        self, request: Request[Any, Any, State], pool: NamedDependency[asyncpg.Pool], coverage_id: FromPath[str]
     ) -> Response[CoverageView]:
         def decide(coverage: CoverageState | None, _: PostState | None) -> list[Change]:
             pinned = coverage.pinned_post_id if coverage else None
@@ -245,13 +258,13 @@ class CoverageController(Controller):
     async def timeline(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        settings: Settings,
-        coverage_id: str,
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[Settings],
+        coverage_id: FromPath[str],
         limit: Limit = 20,
-        before: Annotated[str | None, Parameter(max_length=200, description="`next` of the previous page")] = None,
-        order: Literal["newest", "oldest"] = "newest",
-        key_events: Annotated[bool, Parameter(description="only key events")] = False,
+        before: Annotated[str | None, QueryParameter(max_length=200, description="`next` of the previous page")] = None,
+        order: FromQuery[Literal["newest", "oldest"]] = "newest",
+        key_events: Annotated[bool, QueryParameter(description="only key events")] = False,
     ) -> Response[TimelinePage]:
         past = decode_page(before, order) if before else None
         async with pool.acquire() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 from litestar import Response, get
+from litestar.di import NamedDependency
 from msgspec import Struct
 
 from service.store import schema
@@ -26,7 +27,7 @@ async def health() -> Health:
     tags=["operations"],
     responses={},
 )
-async def ready(pool: asyncpg.Pool) -> Response[Health]:
+async def ready(pool: NamedDependency[asyncpg.Pool]) -> Response[Health]:
     try:
         async with pool.acquire(timeout=2) as conn:
             at_head = await schema.is_at_head(conn)

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import asyncpg
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from service.api.auth import EDITORS, authenticate, may, require_role
 from service.api.caching import PRIVATE, conditional_json, encode, public_cache_control
@@ -46,7 +47,9 @@ def post_etag(post: PostState, pinned_post_id: str | None) -> str:
 
 IfMatchHeader = Annotated[
     str | None,
-    Parameter(header="If-Match", required=False, description='The post\'s ETag, e.g. "3": refuse (412) if it moved on'),
+    HeaderParameter(
+        name="If-Match", required=False, description='The post\'s ETag, e.g. "3": refuse (412) if it moved on'
+    ),
 ]
 
 
@@ -63,7 +66,7 @@ def post_not_found(coverage_id: str, post_id: str) -> PostNotFound:
     return PostNotFound(f"no post {post_id} in coverage {coverage_id!r}", post_id=post_id)
 
 
-async def find_post(conn: Connection, coverage_id: str, post_id: str) -> PostState:
+async def find_post(conn: Connection, coverage_id: FromPath[str], post_id: FromPath[str]) -> PostState:
     found = await read_model.load_post(conn, post_id) if is_post_id(post_id) else None
     if found is None or found.coverage_id != coverage_id:
         raise post_not_found(coverage_id, post_id)
@@ -103,9 +106,9 @@ class PostController(Controller):
     async def publish_post(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        coverage_id: str,
-        data: PublishPost,
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
+        data: JSONBody[PublishPost],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[PostView]:
         post_id = new_post_id()
@@ -129,10 +132,10 @@ class PostController(Controller):
     async def get_post(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        settings: Settings,
-        coverage_id: str,
-        post_id: str,
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[Settings],
+        coverage_id: FromPath[str],
+        post_id: FromPath[str],
     ) -> Response[PostView]:
         async with pool.acquire() as conn:
             coverage = (await find_coverage(conn, coverage_id)).state
@@ -159,10 +162,10 @@ class PostController(Controller):
     async def edit_post(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        coverage_id: str,
-        post_id: str,
-        data: EditPost,
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
+        post_id: FromPath[str],
+        data: JSONBody[EditPost],
         if_match: IfMatchHeader = None,
     ) -> Response[PostView]:
         revision = expected_revision(if_match)
@@ -193,10 +196,10 @@ class PostController(Controller):
     async def retract_post(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        coverage_id: str,
-        post_id: str,
-        data: RetractPost,
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
+        post_id: FromPath[str],
+        data: JSONBody[RetractPost],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Tombstone]:
         if not is_post_id(post_id):
@@ -223,10 +226,10 @@ class PostController(Controller):
     async def post_history(
         self,
         request: Request[Any, Any, State],
-        pool: asyncpg.Pool,
-        settings: Settings,
-        coverage_id: str,
-        post_id: str,
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[Settings],
+        coverage_id: FromPath[str],
+        post_id: FromPath[str],
     ) -> Response[PostHistory]:
         holder = await authenticate(request)
         full = holder is not None and may(holder, ("auditor", "editor"))

@@ -11,7 +11,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import ClientException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from service.domain.errors import CoverageNotFound
 from service.domain.events import Metadata
@@ -24,8 +24,8 @@ _canonical = msgspec.json.Encoder(order="sorted")
 
 IdempotencyKeyHeader = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         description="Retrying with the same key and body returns the first answer and appends nothing",
     ),
