@@ -16,6 +16,8 @@ ENVIRONMENT = {
     "cache_max_age": "LIVELINE_CACHE_MAX_AGE",
     "cache_stale_while_revalidate": "LIVELINE_CACHE_STALE_WHILE_REVALIDATE",
     "max_body_bytes": "LIVELINE_MAX_BODY_BYTES",
+    "poll_interval": "LIVELINE_POLL_INTERVAL",
+    "rendered_cache_size": "LIVELINE_RENDERED_CACHE_SIZE",
     "log_level": "LIVELINE_LOG_LEVEL",
 }
 
@@ -30,6 +32,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Seconds a shared cache or browser may serve a public read without asking again."""
     cache_stale_while_revalidate: int = 30
     max_body_bytes: int = 256 * 1024
+    poll_interval: int = 5
+    """Seconds a reader should wait between polls of a live coverage (advised in responses)."""
+    rendered_cache_size: int = 2_000
+    """Rendered read answers kept in memory per process (LRU)."""
     log_level: str = "INFO"
 
     @classmethod

@@ -53,8 +53,11 @@ async def execute(
     idempotency_key: Idempotency | None,
     decide: Decide,
     respond: Respond,
-) -> Answer:
-    """Run one command. `decide` sees the coverage and the post `post_id` names, as of after the lock."""
+) -> tuple[Answer, int | None]:
+    """Run one command. `decide` sees the coverage and the post `post_id` names, as of after the lock.
+
+    Returns the answer and the coverage version it leaves (None for a replayed idempotent answer).
+    """
     async with pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
             await idempotency.lock_key(conn, metadata.actor, idempotency_key.key)
@@ -65,7 +68,7 @@ async def execute(
                         f"Idempotency-Key {idempotency_key.key!r} was first used for another request",
                         idempotency_key=idempotency_key.key,
                     )
-                return Answer(earlier.status, earlier.body, earlier.headers)
+                return Answer(earlier.status, earlier.body, earlier.headers), None
         await events.lock_stream(conn, coverage_id)
         coverage = await read_model.load_coverage(conn, coverage_id)
         post = await read_model.load_post(conn, post_id) if post_id else None
@@ -78,4 +81,4 @@ async def execute(
         if idempotency_key is not None:
             stored = StoredAnswer(idempotency_key.fingerprint, answer.status, answer.headers, answer.body)
             await idempotency.save_answer(conn, metadata.actor, idempotency_key.key, stored)
-        return answer
+        return answer, coverage.version if coverage else None

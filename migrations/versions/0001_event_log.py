@@ -69,6 +69,7 @@ def upgrade() -> None:
             id           text    PRIMARY KEY,
             coverage_id  text    NOT NULL,
             sequence     integer NOT NULL,
+            changed_version integer NOT NULL,
             key_event    boolean NOT NULL,
             retracted    boolean NOT NULL,
             state        jsonb   NOT NULL
@@ -76,6 +77,7 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX posts_timeline ON posts (coverage_id, sequence) WHERE NOT retracted")
+    op.execute("CREATE INDEX posts_changes ON posts (coverage_id, changed_version)")
     op.execute(
         "CREATE INDEX posts_key_events ON posts (coverage_id, sequence) WHERE key_event AND NOT retracted"
     )

@@ -1,20 +1,20 @@
-"""Coverages: list, open, read, update, end, reopen, pin and unpin, and the reader timeline."""
+"""Coverages: list, open, read, update, end, reopen, pin and unpin."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import asyncpg
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.api.auth import EDITORS, require_role
-from service.api.caching import conditional_json, encode, public_cache_control
-from service.api.cursors import decode_listing, decode_page, encode_cursor, encode_listing, encode_page
+from service.api.caching import conditional_json, coverage_read, encode, public_cache_control
+from service.api.cursors import decode_listing, encode_listing
 from service.api.problems import problems
-from service.api.views import CoverageList, CoverageView, TimelinePage, coverage_view, post_view
+from service.api.views import CoverageList, CoverageView, coverage_view
 from service.api.writing import IdempotencyKeyHeader, run
 from service.config import Settings
 from service.domain import commands
@@ -33,19 +33,21 @@ def coverage_not_found(coverage_id: str) -> CoverageNotFound:
     return CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
 
 
-async def find_coverage(conn: Connection, coverage_id: FromPath[str]) -> read_model.CoverageRow:
+async def find_coverage(conn: Connection, coverage_id: str) -> read_model.CoverageRow:
     found = await read_model.find_coverage(conn, coverage_id) if is_coverage_id(coverage_id) else None
     if found is None:
         raise coverage_not_found(coverage_id)
     return found
 
 
-def _coverage_answer(status: int) -> Any:
+def _coverage_answer(request: Request[Any, Any, State], status: int) -> Any:
+    poll_interval = request.app.state.settings.poll_interval
+
     async def respond(conn: Connection, coverage: CoverageState | None, _: PostState | None) -> Answer:
         assert coverage is not None
         row = await find_coverage(conn, coverage.id)
         headers = {"Location": f"/v1/coverages/{coverage.id}"} if status == 201 else {}
-        return Answer(status, encode(coverage_view(row.state, row.latest_post_id)), headers)
+        return Answer(status, encode(coverage_view(row.state, row.latest_post_id, poll_interval)), headers)
 
     return respond
 
@@ -66,7 +68,7 @@ class CoverageController(Controller):
         after = decode_listing(before) if before else None
         async with pool.acquire() as conn:
             rows = await read_model.list_coverages(conn, limit + 1, after)
-        page = [coverage_view(row.state, row.latest_post_id) for row in rows[:limit]]
+        page = [coverage_view(row.state, row.latest_post_id, settings.poll_interval) for row in rows[:limit]]
         last = rows[limit - 1].state if len(rows) > limit else None
         next_token = encode_listing(last.started_at, last.id) if last else None
         return conditional_json(
@@ -100,7 +102,7 @@ class CoverageController(Controller):
             data=data,
             idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(None, commands.decide_open(coverage, data))],
-            respond=_coverage_answer(201),
+            respond=_coverage_answer(request, 201),
         )
 
     @get(
@@ -118,10 +120,14 @@ class CoverageController(Controller):
         settings: NamedDependency[Settings],
         coverage_id: FromPath[str],
     ) -> Response[CoverageView]:
-        async with pool.acquire() as conn:
-            row = await find_coverage(conn, coverage_id)
-        view = coverage_view(row.state, row.latest_post_id)
-        return conditional_json(request, view, cache_control=public_cache_control(settings))
+        async def render() -> tuple[int, object]:
+            async with pool.acquire() as conn:
+                row = await find_coverage(conn, coverage_id)
+            return row.state.version, coverage_view(row.state, row.latest_post_id, settings.poll_interval)
+
+        return await coverage_read(
+            request, coverage_id=coverage_id, render=render, cache_control=public_cache_control(settings)
+        )
 
     @patch(
         "/{coverage_id:str}",
@@ -145,7 +151,7 @@ class CoverageController(Controller):
             coverage_id=coverage_id,
             data=data,
             decide=lambda coverage, _: [Change(None, commands.decide_update(coverage, coverage_id, data))],
-            respond=_coverage_answer(200),
+            respond=_coverage_answer(request, 200),
         )
 
     @post(
@@ -171,7 +177,7 @@ class CoverageController(Controller):
             coverage_id=coverage_id,
             idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(None, commands.decide_end(coverage, coverage_id))],
-            respond=_coverage_answer(200),
+            respond=_coverage_answer(request, 200),
         )
 
     @post(
@@ -197,7 +203,7 @@ class CoverageController(Controller):
             coverage_id=coverage_id,
             idempotency_key=idempotency_key,
             decide=lambda coverage, _: [Change(None, commands.decide_reopen(coverage, coverage_id))],
-            respond=_coverage_answer(200),
+            respond=_coverage_answer(request, 200),
         )
 
     @put(
@@ -225,7 +231,7 @@ class CoverageController(Controller):
             coverage_id=coverage_id,
             post_id=data.post_id,
             decide=decide,
-            respond=_coverage_answer(200),
+            respond=_coverage_answer(request, 200),
         )
 
     @delete(
@@ -245,41 +251,4 @@ class CoverageController(Controller):
             pinned = coverage.pinned_post_id if coverage else None
             return [Change(pinned, e) for e in commands.decide_unpin(coverage, coverage_id)]
 
-        return await run(request, pool, coverage_id=coverage_id, decide=decide, respond=_coverage_answer(200))
-
-    @get(
-        "/{coverage_id:str}/timeline",
-        operation_id="getTimeline",
-        responses=problems(
-            404,
-        ),
-        summary="The reader timeline, a page at a time",
-    )
-    async def timeline(
-        self,
-        request: Request[Any, Any, State],
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[Settings],
-        coverage_id: FromPath[str],
-        limit: Limit = 20,
-        before: Annotated[str | None, QueryParameter(max_length=200, description="`next` of the previous page")] = None,
-        order: FromQuery[Literal["newest", "oldest"]] = "newest",
-        key_events: Annotated[bool, QueryParameter(description="only key events")] = False,
-    ) -> Response[TimelinePage]:
-        past = decode_page(before, order) if before else None
-        async with pool.acquire() as conn:
-            row = await find_coverage(conn, coverage_id)
-            coverage = row.state
-            posts = await read_model.timeline_posts(
-                conn, coverage_id, limit=limit + 1, order=order, past=past, key_events_only=key_events
-            )
-            pinned = await read_model.load_post(conn, coverage.pinned_post_id) if coverage.pinned_post_id else None
-        shown = posts[:limit]
-        page = TimelinePage(
-            coverage=coverage_view(coverage, row.latest_post_id),
-            pinned=post_view(pinned, coverage.pinned_post_id) if pinned else None,
-            posts=[post_view(p, coverage.pinned_post_id) for p in shown],
-            next=encode_page(order, shown[-1].sequence) if len(posts) > limit else None,
-            cursor=encode_cursor(coverage.id, coverage.version),
-        )
-        return conditional_json(request, page, cache_control=public_cache_control(settings))
+        return await run(request, pool, coverage_id=coverage_id, decide=decide, respond=_coverage_answer(request, 200))

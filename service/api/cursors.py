@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from service.domain.errors import InvalidPageToken
+from service.domain.errors import InvalidCursor, InvalidPageToken
 
 _CURSOR = re.compile(r"c1:([a-z0-9][a-z0-9-]{0,79}):(\d{1,9})")
 _PAGE = re.compile(r"p1:([no]):(\d{1,9})")
@@ -29,11 +29,14 @@ def encode_cursor(coverage_id: str, version: int) -> str:
     return _wrap(f"c1:{coverage_id}:{version}")
 
 
-def decode_cursor(token: str) -> tuple[str, int]:
+def decode_cursor(token: str, coverage_id: str) -> int:
+    """The coverage version a cursor stands at; 400 when it is malformed or belongs to another coverage."""
     match = _CURSOR.fullmatch(_unwrap(token))
     if match is None:
-        raise InvalidPageToken("the cursor is malformed; use one this API returned")
-    return match[1], int(match[2])
+        raise InvalidCursor("the cursor is malformed; use one this API returned", cursor=token)
+    if match[1] != coverage_id:
+        raise InvalidCursor("the cursor belongs to another coverage", cursor=token)
+    return int(match[2])
 
 
 def encode_page(order: Literal["newest", "oldest"], sequence: int) -> str:

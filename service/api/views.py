@@ -28,6 +28,8 @@ class CoverageView(Struct, frozen=True, kw_only=True):
     pinned_post_id: str | None
     latest_post_id: str | None
     cursor: str
+    poll_interval: int | None
+    """Seconds to wait before polling again; null once the coverage has ended (stop polling)."""
 
 
 class CoverageList(Struct, frozen=True, kw_only=True):
@@ -56,6 +58,16 @@ class TimelinePage(Struct, frozen=True, kw_only=True):
     cursor: str
 
 
+class ChangesPage(Struct, frozen=True, kw_only=True):
+    cursor: str
+    has_more: bool
+    posts: list[PostView]
+    removed: list[Tombstone]
+    pinned_post_id: str | None
+    coverage: CoverageView
+    poll_interval: int | None
+
+
 class Tombstone(Struct, frozen=True, kw_only=True):
     post_id: str
     coverage_id: str
@@ -82,7 +94,7 @@ class PostHistory(Struct, frozen=True, kw_only=True):
     entries: list[HistoryEntry]
 
 
-def coverage_view(coverage: CoverageState, latest_post_id: str | None) -> CoverageView:
+def coverage_view(coverage: CoverageState, latest_post_id: str | None, poll_interval: int) -> CoverageView:
     return CoverageView(
         id=coverage.id,
         title=coverage.title,
@@ -98,6 +110,7 @@ def coverage_view(coverage: CoverageState, latest_post_id: str | None) -> Covera
         pinned_post_id=coverage.pinned_post_id,
         latest_post_id=latest_post_id,
         cursor=encode_cursor(coverage.id, coverage.version),
+        poll_interval=poll_interval if coverage.status == "live" else None,
     )
 
 

@@ -66,7 +66,7 @@ async def run(
     if not is_coverage_id(coverage_id):
         raise CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
     key = idempotency_of(request, idempotency_key, data)
-    answer = await execute(
+    answer, version = await execute(
         pool,
         coverage_id=coverage_id,
         post_id=post_id,
@@ -75,6 +75,9 @@ async def run(
         decide=decide,
         respond=respond,
     )
+    if version is not None:
+        # Readers on this process see the write at once, before its notification comes round.
+        request.app.state.versions.observe(coverage_id, version)
     return as_response(answer)
 
 

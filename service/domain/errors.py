@@ -92,3 +92,9 @@ class InvalidField(DomainError):
     status = 422
     slug = "invalid-field"
     title = "A field has an invalid value"
+
+
+class InvalidCursor(DomainError):
+    status = 400
+    slug = "invalid-cursor"
+    title = "Unusable cursor"

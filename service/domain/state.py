@@ -49,6 +49,8 @@ class PostState(Struct, frozen=True, kw_only=True):
     byline: str | None
     key_event: bool
     revision: int
+    version: int
+    """The coverage version of the last event that changed the post (publish, edit, retract)."""
     published_at: datetime
     updated_at: datetime
     retracted_at: datetime | None = None
@@ -117,6 +119,7 @@ def evolve(
                 byline=data.byline,
                 key_event=data.key_event,
                 revision=1,
+                version=event.version,
                 published_at=at,
                 updated_at=at,
             )
@@ -130,14 +133,16 @@ def evolve(
                 for name in ("title", "body", "byline", "key_event")
                 if getattr(data, name) is not UNSET
             }
-            return coverage, replace(post, revision=post.revision + 1, updated_at=at, **changes)
+            return coverage, replace(post, revision=post.revision + 1, version=event.version, updated_at=at, **changes)
         case PostPinned():
             return replace(coverage, pinned_post_id=post.id), post
         case PostUnpinned():
             return replace(coverage, pinned_post_id=None), post
         case PostRetracted():
             pinned = None if coverage.pinned_post_id == post.id else coverage.pinned_post_id
-            retracted = replace(post, retracted_at=at, retraction_reason=data.reason, updated_at=at)
+            retracted = replace(
+                post, retracted_at=at, retraction_reason=data.reason, updated_at=at, version=event.version
+            )
             return replace(coverage, pinned_post_id=pinned, post_count=coverage.post_count - 1), retracted
     raise ValueError(f"unknown event type {event.type}")
 

@@ -20,9 +20,11 @@ INSERT INTO coverages (id, version, started_at, state) VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
 """
 _UPSERT_POST = """
-INSERT INTO posts (id, coverage_id, sequence, key_event, retracted, state) VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO posts (id, coverage_id, sequence, changed_version, key_event, retracted, state)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO UPDATE
-SET key_event = EXCLUDED.key_event, retracted = EXCLUDED.retracted, state = EXCLUDED.state
+SET changed_version = EXCLUDED.changed_version, key_event = EXCLUDED.key_event, retracted = EXCLUDED.retracted,
+    state = EXCLUDED.state
 """
 
 
@@ -31,7 +33,7 @@ def coverage_row(c: CoverageState) -> tuple[object, ...]:
 
 
 def post_row(p: PostState) -> tuple[object, ...]:
-    return (p.id, p.coverage_id, p.sequence, p.key_event, p.retracted, p)
+    return (p.id, p.coverage_id, p.sequence, p.version, p.key_event, p.retracted, p)
 
 
 async def load_coverage(conn: Connection, coverage_id: str) -> CoverageState | None:
@@ -117,3 +119,19 @@ async def timeline_posts(
     bound = (2**31 - 1 if newest else 0) if past is None else past
     rows = await conn.fetch(_TIMELINE[newest, key_events_only], coverage_id, bound, limit)
     return [msgspec.convert(row["state"], PostState) for row in rows]
+
+
+async def changed_posts(conn: Connection, coverage_id: str, since: int, limit: int) -> Sequence[PostState]:
+    """Posts whose last change (publish, edit, retraction) came after version `since`, oldest change first."""
+    rows = await conn.fetch(
+        "SELECT state FROM posts WHERE coverage_id = $1 AND changed_version > $2 ORDER BY changed_version LIMIT $3",
+        coverage_id,
+        since,
+        limit,
+    )
+    return [msgspec.convert(row["state"], PostState) for row in rows]
+
+
+async def coverage_version(conn: Connection, coverage_id: str) -> int | None:
+    version = await conn.fetchval("SELECT version FROM coverages WHERE id = $1", coverage_id)
+    return version if isinstance(version, int) else None

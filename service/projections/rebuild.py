@@ -38,6 +38,7 @@ async def _save(conn: Connection, timeline: Timeline) -> None:
         *coverage_row(timeline.coverage),
     )
     await conn.executemany(
-        "INSERT INTO posts (id, coverage_id, sequence, key_event, retracted, state) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO posts (id, coverage_id, sequence, changed_version, key_event, retracted, state) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [post_row(post) for post in timeline.posts.values()],
     )

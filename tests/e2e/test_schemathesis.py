@@ -34,7 +34,8 @@ def seeded(server: RunningServer, editor_token: str) -> RunningServer:
 
 # The document the app generates (the committed one is checked equal to it elsewhere); the server under
 # test serves the same one at /schema/openapi.json.
-schema = schemathesis.openapi.from_dict(json.loads(document()))
+# The SSE stream is left out: for a live coverage it never ends by design (tests/e2e/test_readers.py covers it).
+schema = schemathesis.openapi.from_dict(json.loads(document())).exclude(operation_id="streamChanges")
 
 
 @schema.parametrize()

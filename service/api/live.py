@@ -1,0 +1,94 @@
+"""What this process knows without asking the database: each coverage's latest version, kept current by
+the LISTEN connection, and rendered read answers keyed by (coverage, version, variant)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+
+from msgspec import Struct
+
+
+class CoverageVersions:
+    """Latest known version per coverage, trusted only while the LISTEN connection is up.
+
+    Every (re)connection starts a new generation and forgets what it knew, since notifications may have
+    been missed meanwhile; a version read from the database is accepted only within the generation that
+    was current when the read began.
+    """
+
+    def __init__(self) -> None:
+        self._versions: dict[str, int] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self.generation = 0
+        self.listening = False
+        self.closing = asyncio.Event()
+
+    def known(self, coverage_id: str) -> int | None:
+        return self._versions.get(coverage_id) if self.listening else None
+
+    def observe(self, coverage_id: str, version: int, generation: int | None = None) -> None:
+        if not self.listening or (generation is not None and generation != self.generation):
+            return
+        if version > self._versions.get(coverage_id, 0):
+            self._versions[coverage_id] = version
+            self._wake(coverage_id)
+
+    def connected(self, listening: bool) -> None:
+        self.generation += 1
+        self.listening = listening
+        self._versions.clear()
+        for coverage_id in list(self._wakeups):
+            self._wake(coverage_id)
+
+    def _wake(self, coverage_id: str) -> None:
+        event = self._wakeups.pop(coverage_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, coverage_id: str, seconds: float) -> None:
+        """Until this coverage may have changed, the listener reconnects, the process closes, or `seconds`."""
+        if seconds <= 0 or self.closing.is_set():
+            return
+        event = self._wakeups.setdefault(coverage_id, asyncio.Event())
+        closing = asyncio.ensure_future(self.closing.wait())
+        changed = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({closing, changed}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            changed.cancel()
+
+
+class Rendered(Struct, frozen=True):
+    body: bytes
+    etag: str
+
+
+class RenderedPages:
+    """A bounded LRU of rendered answers. An entry states how a coverage renders at one version, so it
+    never goes stale; entries of older versions simply fall out of use and age out."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, int, str], Rendered] = OrderedDict()
+
+    def get(self, key: tuple[str, int, str]) -> Rendered | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[str, int, str], rendered: Rendered) -> None:
+        self._entries[key] = rendered
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def deadline_after(seconds: float) -> float:
+    return time.monotonic() + seconds
