@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +16,7 @@ from service.api.coverages import CoverageController
 from service.api.dependencies import DEPENDENCIES
 from service.api.health import health, ready
 from service.api.live import CoverageVersions, RenderedPages
+from service.api.metrics import MetricsController, count_statement, prometheus
 from service.api.posts import PostController
 from service.api.problems import internal_error, problem_plugin
 from service.api.readers import ReaderController
@@ -30,7 +33,24 @@ class NotMigrated(RuntimeError):
     pass
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def close_streams_on_signals(versions: CoverageVersions) -> None:
+    """Under granian, end long polls and streams as soon as SIGTERM/SIGINT arrive.
+
+    granian drains open connections before it runs the lifespan shutdown, so an open stream would hold the
+    worker forever. Its own handler is registered through the event loop, which is woken through the
+    signal wakeup fd; replacing only the Python-level handler keeps that path intact and adds ours.
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        loop.call_soon_threadsafe(versions.closing.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+
+def create_app(settings: Settings | None = None, *, worker: bool = False) -> Litestar:
+    """The app; `worker=True` when it runs in a `liveline serve` worker process (see close_streams_on_signals)."""
     settings = settings or Settings.from_env()
     versions = CoverageVersions()
 
@@ -38,7 +58,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def database(app: Litestar) -> AsyncIterator[None]:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set: start the service with `liveline serve`")
-        pool = await create_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size)
+        pool = await create_pool(
+            settings.database_url, settings.pool_min_size, settings.pool_max_size, on_query=count_statement
+        )
         try:
             async with pool.acquire() as conn:
                 if not await schema.is_at_head(conn):
@@ -46,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.pool = pool
             listener = ChangeListener(settings.database_url, versions.observe, versions.connected)
             listener.start()
+            if worker:
+                close_streams_on_signals(versions)
             try:
                 yield
             finally:
@@ -55,11 +79,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[CoverageController, ReaderController, PostController, health, ready],
+        route_handlers=[CoverageController, ReaderController, PostController, MetricsController, health, ready],
         dependencies=DEPENDENCIES,
         plugins=[problem_plugin()],
         exception_handlers={Exception: internal_error},
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, prometheus().middleware],
         lifespan=[database],
         state=State({"settings": settings, "versions": versions, "pages": RenderedPages(settings.rendered_cache_size)}),
         request_max_body_size=settings.max_body_bytes,

@@ -43,7 +43,7 @@ def worker_app() -> Litestar:
     """
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    return create_app()
+    return create_app(worker=True)
 
 
 def _require_head(dsn: str) -> None:

@@ -18,6 +18,7 @@ ENVIRONMENT = {
     "max_body_bytes": "LIVELINE_MAX_BODY_BYTES",
     "poll_interval": "LIVELINE_POLL_INTERVAL",
     "rendered_cache_size": "LIVELINE_RENDERED_CACHE_SIZE",
+    "stream_keepalive": "LIVELINE_STREAM_KEEPALIVE",
     "log_level": "LIVELINE_LOG_LEVEL",
 }
 
@@ -36,6 +37,8 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Seconds a reader should wait between polls of a live coverage (advised in responses)."""
     rendered_cache_size: int = 2_000
     """Rendered read answers kept in memory per process (LRU)."""
+    stream_keepalive: float = 15.0
+    """Seconds between keep-alive comments on an idle event stream."""
     log_level: str = "INFO"
 
     @classmethod

@@ -83,3 +83,20 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body.get("title")
     return body
+
+
+async def sse_events(response: httpx.Response) -> Any:
+    """Parse a text/event-stream response into dicts: {event, id, data} or {comment}."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if fields:
+                yield fields
+            fields = {}
+            continue
+        if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        fields[name] = fields[name] + "\n" + value if name in fields else value

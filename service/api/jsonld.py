@@ -36,16 +36,16 @@ def live_blog_posting(coverage: CoverageState, posts: list[PostState], base_url:
         "@id": page_url,
         "url": page_url,
         "headline": plain(coverage.title),
-        "coverageStartTime": coverage.started_at.isoformat(),
-        "dateModified": coverage.updated_at.isoformat(),
+        "coverageStartTime": coverage.started_at,
+        "dateModified": coverage.updated_at,
         "liveBlogUpdate": [
             {
                 "@type": "BlogPosting",
                 "@id": f"{base_url}/v1/coverages/{coverage.id}/posts/{post.id}",
                 "headline": plain(post.title) if post.title else body_text(post.body)[:110],
                 "articleBody": body_text(post.body),
-                "datePublished": post.published_at.isoformat(),
-                "dateModified": post.updated_at.isoformat(),
+                "datePublished": post.published_at,
+                "dateModified": post.updated_at,
                 **({"author": {"@type": "Person", "name": plain(post.byline)}} if post.byline else {}),
             }
             for post in posts
@@ -54,7 +54,7 @@ def live_blog_posting(coverage: CoverageState, posts: list[PostState], base_url:
     if coverage.summary:
         document["description"] = plain(coverage.summary)
     if coverage.ended_at is not None:
-        document["coverageEndTime"] = coverage.ended_at.isoformat()
+        document["coverageEndTime"] = coverage.ended_at
     if coverage.editors:
         document["editor"] = [{"@type": "Person", "name": plain(name)} for name in coverage.editors]
     return document

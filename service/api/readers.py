@@ -35,7 +35,6 @@ from service.store.pool import Connection, snapshot
 log = logging.getLogger("liveline.readers")
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
 Order = Literal["newest", "oldest"]
-KEEPALIVE_SECONDS = 15.0
 _encoder = msgspec.json.Encoder()
 
 
@@ -271,7 +270,7 @@ class ReaderController(Controller):
             if coverage.status == "ended":
                 return
             try:
-                known = await wait_for_change(versions, pool, coverage_id, cursor, KEEPALIVE_SECONDS)
+                known = await wait_for_change(versions, pool, coverage_id, cursor, settings.stream_keepalive)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 known = cursor
                 await asyncio.sleep(1.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -31,8 +31,17 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init_connection)
+async def create_pool(
+    dsn: str, min_size: int = 1, max_size: int = 10, on_query: Callable[[Any], None] | None = None
+) -> asyncpg.Pool:
+    """The pool; `on_query` is called after every statement any of its connections runs."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        if on_query is not None:
+            conn.add_query_logger(on_query)
+
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init)
     assert pool is not None
     return pool
 

@@ -1,0 +1,201 @@
+"""Readers across real processes: long poll, SSE, wake-ups between replicas, 304s that cost no SQL, a pool of
+one, a clean shutdown and a database restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_database
+from tests.e2e.conftest import RunningServer, environment, liveline, start_server
+from tests.support import sse_events
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def paragraph(text: str) -> dict[str, Any]:
+    return {"body": [{"type": "paragraph", "text": text}]}
+
+
+def make_token(env: dict[str, str], name: str = "cms") -> str:
+    made = liveline("token", "create", "--name", name, "--role", "editor", env=env)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+async def open_coverage(client: httpx.AsyncClient, token: str, coverage_id: str) -> str:
+    opened = await client.post("/v1/coverages", json={"id": coverage_id, "title": coverage_id}, headers=auth(token))
+    assert opened.status_code == 201, opened.text
+    return opened.json()["cursor"]  # type: ignore[no-any-return]
+
+
+async def next_event(events: AsyncIterator[dict[str, str]], kind: str, timeout: float) -> dict[str, str]:
+    async def find() -> dict[str, str]:
+        async for event in events:
+            if event.get("event") == kind:
+                return event
+        raise AssertionError(f"stream ended before a {kind!r} event")
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+@pytest.fixture(scope="module")
+def pair(admin_dsn: str, template_database: str) -> Iterator[tuple[RunningServer, RunningServer, str]]:
+    """Two `liveline serve` processes on one database, as two replicas behind a load balancer."""
+    env = environment(DATABASE_URL=fresh_database(admin_dsn, template_database), LIVELINE_STREAM_KEEPALIVE="1")
+    first, second = start_server(env), start_server(env)
+    yield first, second, make_token(env)
+    assert first.stop() == 0 and second.stop() == 0
+
+
+async def test_long_poll_returns_within_a_second_of_a_publish(pair: tuple[RunningServer, RunningServer, str]) -> None:
+    server, _, token = pair
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        cursor = await open_coverage(client, token, "long-poll")
+        poll = asyncio.create_task(client.get("/v1/coverages/long-poll/changes", params={"since": cursor, "wait": 20}))
+        await asyncio.sleep(1)
+        assert not poll.done(), "nothing changed: the request is held"
+        published = await client.post("/v1/coverages/long-poll/posts", json=paragraph("now"), headers=auth(token))
+        acknowledged = time.monotonic()
+        answer = await asyncio.wait_for(poll, 5)
+        assert time.monotonic() - acknowledged < 1.0
+        assert [p["id"] for p in answer.json()["posts"]] == [published.json()["id"]]
+
+
+async def test_a_publish_through_one_process_reaches_long_poll_and_stream_on_another(
+    pair: tuple[RunningServer, RunningServer, str],
+) -> None:
+    writer, reader, token = pair
+    async with (
+        httpx.AsyncClient(base_url=writer.base_url, timeout=30) as cms,
+        httpx.AsyncClient(base_url=reader.base_url, timeout=30) as front,
+    ):
+        cursor = await open_coverage(cms, token, "replicas")
+        async with front.stream("GET", "/v1/coverages/replicas/stream", params={"since": cursor}) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(stream)
+            await next_event(events, "coverage", 5)
+            poll = asyncio.create_task(front.get("/v1/coverages/replicas/changes", params={"since": cursor, "wait": 20}))
+            await asyncio.sleep(0.5)
+            published = (await cms.post("/v1/coverages/replicas/posts", json=paragraph("x"), headers=auth(token))).json()
+            acknowledged = time.monotonic()
+            event = await next_event(events, "post", 5)
+            answer = await asyncio.wait_for(poll, 5)
+            assert time.monotonic() - acknowledged < 1.0
+        assert json.loads(event["data"])["id"] == published["id"]
+        assert [p["id"] for p in answer.json()["posts"]] == [published["id"]]
+
+
+async def test_stream_replays_from_last_event_id_keeps_alive_and_ends_with_the_coverage(
+    pair: tuple[RunningServer, RunningServer, str],
+) -> None:
+    server, _, token = pair
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await open_coverage(client, token, "resume")
+        first = (await client.post("/v1/coverages/resume/posts", json=paragraph("1"), headers=auth(token))).json()
+        after_first = (await client.get("/v1/coverages/resume")).json()["cursor"]
+        second = (await client.post("/v1/coverages/resume/posts", json=paragraph("2"), headers=auth(token))).json()
+        await client.post(f"/v1/coverages/resume/posts/{first['id']}/retract", json={"reason": "r"}, headers=auth(token))
+        headers = {"Last-Event-ID": after_first}
+        seen: list[dict[str, str]] = []
+        async with client.stream("GET", "/v1/coverages/resume/stream", headers=headers) as stream:
+            events = sse_events(stream)
+            async for event in events:
+                seen.append(event)
+                if event.get("comment") == "keep-alive":
+                    break
+            named = [e for e in seen if "event" in e]
+            assert [e["event"] for e in named] == ["post", "removed", "pinned", "coverage"]
+            assert json.loads(named[0]["data"])["id"] == second["id"]
+            assert json.loads(named[1]["data"])["post_id"] == first["id"]
+            ids = [e["id"] for e in named]
+            assert ids == sorted(ids, key=lambda i: int(__import__("base64").urlsafe_b64decode(i + "==").split(b":")[-1]))
+            await client.post("/v1/coverages/resume/end", headers=auth(token))
+            ending = await next_event(events, "coverage", 5)
+            assert json.loads(ending["data"])["status"] == "ended"
+            rest = [e async for e in events if "event" in e]
+        assert rest == [], "the stream closes once the coverage has ended"
+
+
+async def test_conditional_polls_run_no_sql(pair: tuple[RunningServer, RunningServer, str]) -> None:
+    server, _, token = pair
+
+    async def statements(client: httpx.AsyncClient) -> float:
+        text = (await client.get("/metrics")).text
+        return float(re.search(r"^liveline_sql_statements_total (\S+)$", text, re.M)[1])  # type: ignore[index]
+
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await open_coverage(client, token, "cheap")
+        await client.post("/v1/coverages/cheap/posts", json=paragraph("x"), headers=auth(token))
+        first = await client.get("/v1/coverages/cheap/timeline")
+        etag = first.headers["etag"]
+        cursor = first.json()["cursor"]
+        changes = await client.get("/v1/coverages/cheap/changes", params={"since": cursor})
+        before = await statements(client)
+        for _ in range(100):
+            timeline = await client.get("/v1/coverages/cheap/timeline", headers={"If-None-Match": etag})
+            polled = await client.get(
+                "/v1/coverages/cheap/changes", params={"since": cursor}, headers={"If-None-Match": changes.headers["etag"]}
+            )
+            assert timeline.status_code == polled.status_code == 304
+        assert await statements(client) == before, "a matching conditional poll touches no database"
+        await client.post("/v1/coverages/cheap/posts", json=paragraph("y"), headers=auth(token))
+        assert (await client.get("/v1/coverages/cheap/timeline", headers={"If-None-Match": etag})).status_code == 200
+
+
+def test_an_idle_long_poll_holds_no_pooled_connection(admin_dsn: str, template_database: str) -> None:
+    env = environment(
+        DATABASE_URL=fresh_database(admin_dsn, template_database), LIVELINE_POOL_MIN_SIZE="1", LIVELINE_POOL_MAX_SIZE="1"
+    )
+    server = start_server(env)
+    token = make_token(env)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            cursor = await open_coverage(client, token, "one-connection")
+            poll = asyncio.create_task(client.get("/v1/coverages/one-connection/changes", params={"since": cursor, "wait": 15}))
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            published = await client.post("/v1/coverages/one-connection/posts", json=paragraph("x"), headers=auth(token))
+            assert published.status_code == 201
+            assert time.monotonic() - started < 3, "the publish did not wait for the long poll's connection"
+            answer = await asyncio.wait_for(poll, 5)
+            assert [p["id"] for p in answer.json()["posts"]] == [published.json()["id"]]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert server.stop() == 0
+
+
+def test_shutdown_closes_open_streams_cleanly(admin_dsn: str, template_database: str) -> None:
+    env = environment(DATABASE_URL=fresh_database(admin_dsn, template_database))
+    server = start_server(env)
+    token = make_token(env)
+
+    async def scenario() -> float:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            await open_coverage(client, token, "shutdown")
+            async with client.stream("GET", "/v1/coverages/shutdown/stream") as stream:
+                events = sse_events(stream)
+                await next_event(events, "coverage", 5)
+                server.process.send_signal(signal.SIGTERM)
+                stopped = time.monotonic()
+                with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
+                    while True:
+                        await asyncio.wait_for(events.__anext__(), 10)
+                return time.monotonic() - stopped
+
+    took = asyncio.run(scenario())
+    assert server.process.wait(timeout=15) == 0
+    assert took < 5
