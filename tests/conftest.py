@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,20 +33,39 @@ async def _admin(dsn: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def admin_dsn() -> Iterator[str]:
-    """A PostgreSQL superuser DSN: TEST_DATABASE_URL, or an embedded server made for this run."""
+def postgres() -> Iterator[tuple[str, Path | None]]:
+    """(superuser DSN, data folder): TEST_DATABASE_URL (folder unknown), or an embedded server made for this run."""
     if url := os.environ.get("TEST_DATABASE_URL"):
-        yield url
+        yield url, None
         return
     from pgserver import get_server  # type: ignore[attr-defined]
 
     folder = Path(tempfile.mkdtemp(prefix="liveline-test-", dir="/tmp"))
     server = get_server(folder / "pg", cleanup_mode="delete")
     try:
-        yield server.get_uri("postgres")
+        yield server.get_uri("postgres"), folder / "pg"
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(postgres: tuple[str, Path | None]) -> str:
+    return postgres[0]
+
+
+@pytest.fixture
+def restart_postgres(postgres: tuple[str, Path | None]) -> Callable[[], None]:
+    """Restart the test PostgreSQL (fast shutdown, then start with the same options)."""
+    pgdata = postgres[1]
+    if pgdata is None:
+        pytest.skip("TEST_DATABASE_URL names a server this run did not start, so it cannot restart it")
+    from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
+
+    def restart() -> None:
+        pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None)
+
+    return restart
 
 
 @pytest.fixture(scope="session")

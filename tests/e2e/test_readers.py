@@ -8,7 +8,7 @@ import json
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -199,3 +199,50 @@ def test_shutdown_closes_open_streams_cleanly(admin_dsn: str, template_database:
     took = asyncio.run(scenario())
     assert server.process.wait(timeout=15) == 0
     assert took < 5
+
+
+def test_streams_survive_a_database_restart(
+    admin_dsn: str, template_database: str, restart_postgres: Callable[[], None]
+) -> None:
+    env = environment(DATABASE_URL=fresh_database(admin_dsn, template_database))
+    server = start_server(env)
+    token = make_token(env)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            cursor = await open_coverage(client, token, "restart")
+            before = (await client.post("/v1/coverages/restart/posts", json=paragraph("before"), headers=auth(token))).json()
+            received: list[str] = []
+            last_id = cursor
+            published: dict[str, Any] = {}
+
+            async def follow() -> None:
+                nonlocal last_id
+                while "id" not in published or published["id"] not in received:
+                    try:
+                        async with client.stream(
+                            "GET", "/v1/coverages/restart/stream", headers={"Last-Event-ID": last_id}
+                        ) as stream:
+                            async for event in sse_events(stream):
+                                if "id" in event:
+                                    last_id = event["id"]
+                                if event.get("event") == "post":
+                                    received.append(json.loads(event["data"])["id"])
+                                if "id" in published and published["id"] in received:
+                                    return
+                    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError):
+                        await asyncio.sleep(0.5)  # the stream dropped: resume from the last id, as EventSource does
+
+            follower = asyncio.create_task(follow())
+            await asyncio.sleep(1)
+            await asyncio.to_thread(restart_postgres)
+            answer = await client.post("/v1/coverages/restart/posts", json=paragraph("after"), headers=auth(token))
+            assert answer.status_code == 201, "the pool replaces connections the restart closed"
+            published.update(answer.json())
+            await asyncio.wait_for(follower, 20)
+            assert received == [before["id"], published["id"]], "each post once, nothing lost"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert server.stop() == 0
