@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
@@ -40,6 +41,18 @@ def undecodable_body(exc: UnicodeDecodeError) -> ProblemDetailsException:
     )
 
 
+def database_unavailable(exc: Exception) -> ProblemDetailsException:
+    """The database is down or restarting: our outage, not the client's mistake, and worth a retry."""
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return ProblemDetailsException(
+        status_code=503,
+        title="Database unavailable",
+        detail="the database is unreachable or restarting; retry shortly",
+        type_=PROBLEM_TYPE + "database-unavailable",
+        headers={"Retry-After": "2"},
+    )
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Our fault, never the client's: logged with the request id, answered without internals."""
     request_id = request.scope.get("state", {}).get("request_id")
@@ -58,7 +71,14 @@ def problem_plugin() -> ProblemDetailsPlugin:
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
-            exception_to_problem_detail_map={DomainError: domain_problem, UnicodeDecodeError: undecodable_body},
+            exception_to_problem_detail_map={
+                DomainError: domain_problem,
+                UnicodeDecodeError: undecodable_body,
+                asyncpg.PostgresConnectionError: database_unavailable,
+                asyncpg.CannotConnectNowError: database_unavailable,
+                asyncpg.ConnectionDoesNotExistError: database_unavailable,
+                ConnectionError: database_unavailable,
+            },
         )
     )
 
