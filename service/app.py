@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from service.api.audit import AuditController
 from service.api.coverages import CoverageController
 from service.api.dependencies import DEPENDENCIES
 from service.api.health import health, ready
@@ -79,7 +80,15 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             await pool.close()
 
     return Litestar(
-        route_handlers=[CoverageController, ReaderController, PostController, MetricsController, health, ready],
+        route_handlers=[
+            CoverageController,
+            ReaderController,
+            PostController,
+            AuditController,
+            MetricsController,
+            health,
+            ready,
+        ],
         dependencies=DEPENDENCIES,
         plugins=[problem_plugin()],
         exception_handlers={Exception: internal_error},

@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+import msgspec
 from litestar import Litestar
 
+from service import audit
 from service.app import create_app
 from service.config import Settings
 from service.embedded import database_url
@@ -136,6 +138,52 @@ def token_revoke(name: str) -> None:
         if not _with_connection(dsn, lambda conn: tokens.revoke_token(conn, name)):
             raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"liveline: revoked {name}", err=True)
+
+
+@main.command("verify")
+@click.option("--coverage", "coverage_id", default=None, help="Verify one coverage's chain only.")
+def verify_command(coverage_id: str | None) -> None:
+    """Recompute every hash chain; prints a JSON report and exits non-zero at the first break."""
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        report = _with_connection(dsn, lambda conn: audit.verify(conn, coverage_id))
+    click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@main.command("export")
+@click.option("--coverage", "coverage_id", default=None, help="Export one coverage only.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-", help="File (default stdout).")
+def export_command(coverage_id: str | None, output: str) -> None:
+    """Write the event log as canonical NDJSON (one event a line, keys sorted, hashes included)."""
+
+    async def write(conn: Connection) -> int:
+        count = 0
+        with click.open_file(output, "wb") as out:
+            async for line in audit.export_lines(conn, coverage_id):
+                out.write(line)
+                count += 1
+        return count
+
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        count = _with_connection(dsn, write)
+    click.echo(f"liveline: exported {count} events", err=True)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_command(file: str) -> None:
+    """Load an exported log into an empty store, checking every chain link, then build the read model."""
+    with database_url(Settings.from_env()) as dsn:
+        _require_head(dsn)
+        with open(file, "rb") as lines:
+            try:
+                count = _with_connection(dsn, lambda conn: audit.import_log(conn, lines))
+            except audit.ImportRefused as exc:
+                raise click.ClickException(str(exc)) from exc
+    click.echo(f"liveline: imported {count} events", err=True)
 
 
 @main.command()

@@ -11,7 +11,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.store.tokens import Role, TokenHolder, find_holder
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="liveline"'}
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="liveline"'}
 EDITORS: dict[str, Any] = {"roles": ("editor",)}
 """`opt` for routes that change the record."""
 
@@ -24,12 +24,12 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenH
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise NotAuthorizedException("Authorization must be `Bearer <token>`", headers=_CHALLENGE)
+        raise NotAuthorizedException("Authorization must be `Bearer <token>`", headers=CHALLENGE)
     pool: asyncpg.Pool = connection.app.state.pool
     async with pool.acquire() as conn:
         holder = await find_holder(conn, token)
     if holder is None:
-        raise NotAuthorizedException("unknown or revoked token", headers=_CHALLENGE)
+        raise NotAuthorizedException("unknown or revoked token", headers=CHALLENGE)
     return holder
 
 
@@ -41,7 +41,7 @@ async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     roles: tuple[Role, ...] = handler.opt["roles"]
     holder = await authenticate(connection)
     if holder is None:
-        raise NotAuthorizedException("this route needs a bearer token", headers=_CHALLENGE)
+        raise NotAuthorizedException("this route needs a bearer token", headers=CHALLENGE)
     if not may(holder, roles):
         raise PermissionDeniedException(f"role {holder.role!r} may not do this; needs one of {list(roles)}")
     connection.state.holder = holder

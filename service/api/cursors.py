@@ -70,3 +70,17 @@ def decode_listing(token: str) -> tuple[datetime, str]:
         return started_at.astimezone(UTC), match[2]
     except (ValueError, OverflowError) as exc:
         raise InvalidPageToken("`before` is malformed; pass the `next` value of a previous page") from exc
+
+
+_FEED = re.compile(r"g1:(\d{1,20}):(\d{1,19})")
+
+
+def encode_feed(xid: int, position: int) -> str:
+    return _wrap(f"g1:{xid}:{position}")
+
+
+def decode_feed(token: str) -> tuple[int, int]:
+    match = _FEED.fullmatch(_unwrap(token))
+    if match is None or int(match[1]) >= 2**63 or int(match[2]) >= 2**63:
+        raise InvalidCursor("the feed cursor is malformed; use a `next` value this API returned", cursor=token)
+    return int(match[1]), int(match[2])

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -14,22 +15,25 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from msgspec import Struct
 
 from service.api import jsonld
-from service.api.caching import coverage_read, public_cache_control
+from service.api.auth import CHALLENGE, authenticate, may
+from service.api.caching import PRIVATE, conditional_json, coverage_read, public_cache_control
 from service.api.coverages import find_coverage
 from service.api.cursors import decode_cursor, decode_page, encode_cursor, encode_page
 from service.api.live import CoverageVersions
 from service.api.problems import problems
 from service.api.views import ChangesPage, CoverageView, TimelinePage, coverage_view, post_view, tombstone
 from service.config import Settings
-from service.domain.errors import InvalidCursor, PostNotFound
+from service.domain.errors import CoverageNotFound, InvalidAsOf, InvalidCursor, PostNotFound
 from service.domain.ids import is_post_id
-from service.domain.state import CoverageState, PostState
+from service.domain.state import CoverageState, PostState, Timeline, replay
 from service.projections import read_model
+from service.store import events
 from service.store.pool import Connection, snapshot
 
 log = logging.getLogger("liveline.readers")
@@ -99,22 +103,48 @@ async def wait_for_change(
         await versions.wait(coverage_id, remaining if versions.listening else min(remaining, 1.0))
 
 
-async def _page_around(
-    conn: Connection, coverage_id: str, post_id: str, limit: int, order: Order, key_events: bool
+Fetch = Callable[[Order, int | None, int], Awaitable[Sequence[PostState]]]
+"""(order, the sequence to continue past, how many) -> visible posts: from SQL, or from a replayed state."""
+Find = Callable[[str], Awaitable[PostState | None]]
+
+
+async def shown_posts(
+    fetch: Fetch, find: Find, coverage_id: str, *, limit: int, order: Order, past: int | None, around: str | None
 ) -> tuple[list[PostState], bool]:
-    centre = await read_model.load_post(conn, post_id) if is_post_id(post_id) else None
+    """The posts of one timeline page and whether more follow; one definition for live and `as_of` reads."""
+    if around is None:
+        posts = await fetch(order, past, limit + 1)
+        return list(posts[:limit]), len(posts) > limit
+    centre = await find(around) if is_post_id(around) else None
     if centre is None or centre.coverage_id != coverage_id or centre.retracted:
-        raise PostNotFound(f"no visible post {post_id} in coverage {coverage_id!r}", post_id=post_id)
+        raise PostNotFound(f"no visible post {around} in coverage {coverage_id!r}", post_id=around)
     opposite: Order = "oldest" if order == "newest" else "newest"
-    half = (limit - 1) // 2
-    earlier = await read_model.timeline_posts(
-        conn, coverage_id, limit=half, order=opposite, past=centre.sequence, key_events_only=key_events
+    earlier = await fetch(opposite, centre.sequence, (limit - 1) // 2)
+    room = limit - len(earlier) - 1
+    later = await fetch(order, centre.sequence, room + 1)
+    return [*reversed(earlier), centre, *later[:room]], len(later) > room
+
+
+def replayed_source(timeline: Timeline, key_events: bool) -> tuple[Fetch, Find]:
+    visible = sorted(
+        (p for p in timeline.posts.values() if not p.retracted and (p.key_event or not key_events)),
+        key=lambda p: p.sequence,
     )
-    later = await read_model.timeline_posts(
-        conn, coverage_id, limit=limit - len(earlier), order=order, past=centre.sequence, key_events_only=key_events
-    )
-    shown = [*reversed(earlier), centre, *later[: limit - len(earlier) - 1]]
-    return shown, len(later) > limit - len(earlier) - 1
+
+    async def fetch(order: Order, past: int | None, limit: int) -> Sequence[PostState]:
+        if order == "newest":
+            return [p for p in reversed(visible) if past is None or p.sequence < past][:limit]
+        return [p for p in visible if past is None or p.sequence > past][:limit]
+
+    async def find(post_id: str) -> PostState | None:
+        return timeline.posts.get(post_id)
+
+    return fetch, find
+
+
+def latest_of(timeline: Timeline) -> str | None:
+    visible = [p for p in timeline.posts.values() if not p.retracted]
+    return max(visible, key=lambda p: p.sequence).id if visible else None
 
 
 class ReaderController(Controller):
@@ -124,7 +154,7 @@ class ReaderController(Controller):
     @get(
         "/timeline",
         operation_id="getTimeline",
-        responses=problems(404),
+        responses=problems(401, 403, 404),
         summary="The reader timeline, a page at a time (JSON-LD LiveBlogPosting with Accept: application/ld+json)",
     )
     async def timeline(
@@ -140,33 +170,64 @@ class ReaderController(Controller):
         around: Annotated[
             str | None, QueryParameter(max_length=64, description="a post id: the page centred on that post")
         ] = None,
+        as_of: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=64, description="auditors: a coverage version or an RFC 3339 time; the page as it was then"
+            ),
+        ] = None,
     ) -> Response[TimelinePage]:
         past = decode_page(before, order) if before else None
         as_jsonld = jsonld.MEDIA_TYPE in request.headers.get("accept", "")
 
-        async def render() -> tuple[int, object]:
-            async with snapshot(pool) as conn:
-                row = await find_coverage(conn, coverage_id)
-                coverage = row.state
-                if around is not None:
-                    shown, more = await _page_around(conn, coverage_id, around, limit, order, key_events)
-                else:
-                    posts = await read_model.timeline_posts(
-                        conn, coverage_id, limit=limit + 1, order=order, past=past, key_events_only=key_events
-                    )
-                    shown, more = list(posts[:limit]), len(posts) > limit
-                pinned_id = coverage.pinned_post_id
-                pinned = await read_model.load_post(conn, pinned_id) if pinned_id else None
+        def page(
+            coverage: CoverageState, latest: str | None, shown: list[PostState], more: bool, pinned: PostState | None
+        ) -> object:
             if as_jsonld:
-                return coverage.version, jsonld.live_blog_posting(coverage, shown, str(request.base_url).rstrip("/"))
-            page = TimelinePage(
-                coverage=coverage_view(coverage, row.latest_post_id, settings.poll_interval),
+                return jsonld.live_blog_posting(coverage, shown, str(request.base_url).rstrip("/"))
+            pinned_id = coverage.pinned_post_id
+            return TimelinePage(
+                coverage=coverage_view(coverage, latest, settings.poll_interval),
                 pinned=post_view(pinned, pinned_id) if pinned else None,
                 posts=[post_view(p, pinned_id) for p in shown],
                 next=encode_page(order, shown[-1].sequence) if more and shown else None,
                 cursor=encode_cursor(coverage.id, coverage.version),
             )
-            return coverage.version, page
+
+        if as_of is not None:
+            timeline = await self._replayed(request, pool, coverage_id, as_of)
+            fetch, find = replayed_source(timeline, key_events)
+            assert timeline.coverage is not None
+            shown, more = await shown_posts(
+                fetch, find, coverage_id, limit=limit, order=order, past=past, around=around
+            )
+            pinned_then = timeline.posts.get(timeline.coverage.pinned_post_id or "")
+            content = page(timeline.coverage, latest_of(timeline), shown, more, pinned_then)
+            return conditional_json(
+                request,
+                content,
+                cache_control=PRIVATE,
+                media_type=jsonld.MEDIA_TYPE if as_jsonld else "application/json",
+            )
+
+        async def render() -> tuple[int, object]:
+            async with snapshot(pool) as conn:
+                row = await find_coverage(conn, coverage_id)
+
+                async def fetch(order: Order, past: int | None, limit: int) -> Sequence[PostState]:
+                    return await read_model.timeline_posts(
+                        conn, coverage_id, limit=limit, order=order, past=past, key_events_only=key_events
+                    )
+
+                async def find(post_id: str) -> PostState | None:
+                    return await read_model.load_post(conn, post_id)
+
+                shown, more = await shown_posts(
+                    fetch, find, coverage_id, limit=limit, order=order, past=past, around=around
+                )
+                pinned_id = row.state.pinned_post_id
+                pinned = await read_model.load_post(conn, pinned_id) if pinned_id else None
+            return row.state.version, page(row.state, row.latest_post_id, shown, more, pinned)
 
         return await coverage_read(
             request,
@@ -175,6 +236,24 @@ class ReaderController(Controller):
             cache_control=public_cache_control(settings),
             media_type=jsonld.MEDIA_TYPE if as_jsonld else "application/json",
         )
+
+    @staticmethod
+    async def _replayed(
+        request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, as_of: str
+    ) -> Timeline:
+        """The coverage replayed up to `as_of` with the same fold as the live projection (auditors only)."""
+        holder = await authenticate(request)
+        if holder is None:
+            raise NotAuthorizedException("as_of needs an auditor token", headers=CHALLENGE)
+        if not may(holder, ("auditor",)):
+            raise PermissionDeniedException("as_of is for auditors")
+        async with snapshot(pool) as conn:
+            head = (await find_coverage(conn, coverage_id)).state.version
+            version = await _as_of_version(conn, coverage_id, as_of)
+            if version > head:
+                raise InvalidAsOf(f"the coverage is at version {head}, not yet {version}", version=head)
+            stream = await events.read_stream(conn, coverage_id, version)
+        return replay(stream)
 
     @get(
         "/changes",
@@ -281,6 +360,26 @@ class ReaderController(Controller):
 def _gist(view: CoverageView) -> CoverageView:
     """What a `coverage` event is about: not the bookkeeping every event moves."""
     return msgspec.structs.replace(view, cursor="", version=0, updated_at=view.started_at)
+
+
+async def _as_of_version(conn: Connection, coverage_id: str, as_of: str) -> int:
+    if as_of.isdigit():
+        version = int(as_of)
+        if not 1 <= version < 2**31:
+            raise InvalidAsOf("as_of must be a version from 1, or an RFC 3339 time")
+        return version
+    try:
+        moment = datetime.fromisoformat(as_of)
+    except ValueError as exc:
+        raise InvalidAsOf("as_of must be a version number or an RFC 3339 time with its offset") from exc
+    if moment.tzinfo is None:
+        raise InvalidAsOf("as_of must carry a UTC offset, e.g. 2022-11-10T14:32:00Z")
+    version = await conn.fetchval(
+        "SELECT max(version) FROM events WHERE coverage_id = $1 AND recorded_at <= $2", coverage_id, moment
+    )
+    if version is None:
+        raise CoverageNotFound(f"coverage {coverage_id!r} was not open yet at {as_of}", coverage_id=coverage_id)
+    return int(version)
 
 
 def _message(event: str, event_id: str, content: object) -> ServerSentEventMessage:

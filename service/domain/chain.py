@@ -45,3 +45,85 @@ def canonical_event(
 
 def link(prev_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical).hexdigest()
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event exactly as the log stores it (payload not upcast): what auditors read, export writes and
+    import reads back. `recorded_at` is the canonical time string the hash covers."""
+
+    position: int
+    coverage_id: str
+    version: int
+    post_id: str | None
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: str
+    prev_hash: str
+    hash: str
+
+    def expected_hash(self) -> str:
+        return link(
+            self.prev_hash,
+            canonical_event(
+                coverage_id=self.coverage_id,
+                version=self.version,
+                post_id=self.post_id,
+                type_=self.type,
+                schema_version=self.schema_version,
+                data=self.data,
+                metadata=self.metadata,
+                recorded_at=datetime.fromisoformat(self.recorded_at),
+            ),
+        )
+
+
+class ChainBreak(msgspec.Struct, frozen=True, kw_only=True):
+    coverage_id: str
+    version: int
+    position: int
+    reason: str
+
+
+class ChainHead(msgspec.Struct, frozen=True, kw_only=True):
+    coverage_id: str
+    events: int
+    version: int
+    head: str
+
+
+class ChainChecker:
+    """Follows every coverage's chain event by event (events of one coverage must come in version order)."""
+
+    def __init__(self) -> None:
+        self._heads: dict[str, ChainHead] = {}
+
+    def check(self, event: LoggedEvent) -> ChainBreak | None:
+        head = self._heads.get(event.coverage_id)
+        expected_version = 1 if head is None else head.version + 1
+        expected_prev = GENESIS if head is None else head.head
+
+        def broken(reason: str) -> ChainBreak:
+            return ChainBreak(
+                coverage_id=event.coverage_id, version=event.version, position=event.position, reason=reason
+            )
+
+        if event.version != expected_version:
+            return broken(
+                f"version {event.version} where {expected_version} was expected: an event is missing or moved"
+            )
+        if event.prev_hash != expected_prev:
+            return broken("prev_hash does not match the hash of the event before")
+        if event.hash != event.expected_hash():
+            return broken("hash does not match the event's content: the event was altered")
+        self._heads[event.coverage_id] = ChainHead(
+            coverage_id=event.coverage_id,
+            events=(head.events if head else 0) + 1,
+            version=event.version,
+            head=event.hash,
+        )
+        return None
+
+    def heads(self) -> list[ChainHead]:
+        return sorted(self._heads.values(), key=lambda h: h.coverage_id)

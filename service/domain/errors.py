@@ -98,3 +98,9 @@ class InvalidCursor(DomainError):
     status = 400
     slug = "invalid-cursor"
     title = "Unusable cursor"
+
+
+class InvalidAsOf(DomainError):
+    status = 400
+    slug = "invalid-as-of"
+    title = "Unusable as_of"

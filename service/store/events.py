@@ -8,14 +8,14 @@ The table itself refuses UPDATE, DELETE and TRUNCATE (migration 0001).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from service.domain.chain import GENESIS, canonical_event, link
+from service.domain.chain import GENESIS, LoggedEvent, canonical_event, canonical_time, link
 from service.domain.events import EventData, Metadata, RecordedEvent, decode_payload, event_type, payload
 from service.store.pool import Connection
 
@@ -129,3 +129,106 @@ async def count(conn: Connection) -> int:
     total = await conn.fetchval(_COUNT)
     assert isinstance(total, int)
     return total
+
+
+_FEED = f"""
+SELECT {_COLUMNS}, xid::text AS xid FROM events
+WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND (xid, position) > ($1::text::xid8, $2)
+  AND ($3::text IS NULL OR coverage_id = $3)
+  AND ($4::text IS NULL OR type = $4)
+ORDER BY xid, position
+LIMIT $5
+"""  # noqa: S608 (constant column list)
+
+
+class FeedCursor(msgspec.Struct, frozen=True):
+    """Where a reader of the global log stands: the (transaction, position) of the last event it read."""
+
+    xid: int = 0
+    position: int = 0
+
+
+async def read_feed(
+    conn: Connection,
+    after: FeedCursor,
+    limit: int,
+    coverage_id: str | None = None,
+    type_: str | None = None,
+) -> list[tuple[FeedCursor, asyncpg.Record]]:
+    """Events of every coverage in the order they became safely visible.
+
+    Only events of transactions older than every transaction still running are returned (the xid8
+    horizon of SPEC §4a), so an event that commits late can never fall behind a reader's cursor: a
+    naive `position > N` reader misses such events. The price is that a long-running transaction holds
+    the feed back until it ends.
+    """
+    rows = await conn.fetch(_FEED, str(after.xid), after.position, coverage_id, type_, limit)
+    return [(FeedCursor(int(row["xid"]), row["position"]), row) for row in rows]
+
+
+def logged(row: asyncpg.Record) -> LoggedEvent:
+    return LoggedEvent(
+        position=row["position"],
+        coverage_id=row["coverage_id"],
+        version=row["version"],
+        post_id=row["post_id"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=canonical_time(row["recorded_at"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+async def each_in_chain_order(
+    conn: Connection, coverage_id: str | None = None, batch: int = 1_000
+) -> AsyncIterator[LoggedEvent]:
+    """Every event, coverage by coverage in version order, streamed in constant memory."""
+    query = (
+        f"SELECT {_COLUMNS} FROM events WHERE $1::text IS NULL OR coverage_id = $1 "  # noqa: S608
+        "ORDER BY coverage_id, version"
+    )
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async for row in conn.cursor(query, coverage_id, prefetch=batch):
+            yield logged(row)
+
+
+async def each_in_position_order(
+    conn: Connection, coverage_id: str | None = None, batch: int = 1_000
+) -> AsyncIterator[LoggedEvent]:
+    """Every event in position order (what `export` writes), streamed in constant memory."""
+    query = f"SELECT {_COLUMNS} FROM events WHERE $1::text IS NULL OR coverage_id = $1 ORDER BY position"  # noqa: S608
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async for row in conn.cursor(query, coverage_id, prefetch=batch):
+            yield logged(row)
+
+
+async def insert_logged(conn: Connection, batch: list[LoggedEvent]) -> int:
+    """Bulk-insert exported events as they were, positions included (COPY writes identity columns as given)."""
+    if not batch:
+        return 0
+    await conn.copy_records_to_table(
+        "events",
+        columns=[
+            "position", "coverage_id", "version", "post_id", "type", "schema_version",
+            "data", "metadata", "recorded_at", "prev_hash", "hash",
+        ],
+        records=[
+            (
+                e.position, e.coverage_id, e.version, e.post_id, e.type, e.schema_version,
+                e.data, e.metadata, datetime.fromisoformat(e.recorded_at), e.prev_hash, e.hash,
+            )
+            for e in batch
+        ],
+    )  # fmt: skip
+    return len(batch)
+
+
+async def advance_positions(conn: Connection) -> None:
+    """After an import, new appends continue after the highest imported position."""
+    await conn.execute(
+        "SELECT setval(pg_get_serial_sequence('events', 'position'), GREATEST((SELECT max(position) FROM events), 1))"
+    )

@@ -21,13 +21,21 @@ else:
 _encoder = msgspec.json.Encoder()
 
 
-def _encode_json(value: Any) -> str:
-    return _encoder.encode(value).decode()
+_JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then the JSON text
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + _encoder.encode(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return msgspec.json.decode(data[1:])
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb in msgspec, in binary format so COPY (bulk import, rebuild) can carry it too."""
     await conn.set_type_codec(
-        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
     )
 
 
