@@ -132,7 +132,7 @@ async def count(conn: Connection) -> int:
 
 
 _FEED = f"""
-SELECT {_COLUMNS}, xid::text AS xid FROM events
+SELECT {_COLUMNS}, xid::text AS xid_text FROM events
 WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
   AND (xid, position) > ($1::text::xid8, $2)
   AND ($3::text IS NULL OR coverage_id = $3)
@@ -164,7 +164,7 @@ async def read_feed(
     the feed back until it ends.
     """
     rows = await conn.fetch(_FEED, str(after.xid), after.position, coverage_id, type_, limit)
-    return [(FeedCursor(int(row["xid"]), row["position"]), row) for row in rows]
+    return [(FeedCursor(int(row["xid_text"]), row["position"]), row) for row in rows]
 
 
 def logged(row: asyncpg.Record) -> LoggedEvent:

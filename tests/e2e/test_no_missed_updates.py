@@ -10,6 +10,7 @@ import random
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.conftest import fresh_database
@@ -182,6 +183,73 @@ def test_every_follower_sees_every_change_once_in_order(admin_dsn: str, template
                         k: comparable(v) for k, v in expected_posts.items()
                     }
                     assert follower.pinned == expected_pin
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert server.stop() == 0
+
+
+def test_global_feed_follower_sees_every_event_once_where_a_naive_reader_can_skip(
+    admin_dsn: str, template_database: str
+) -> None:
+    database_url = fresh_database(admin_dsn, template_database)
+    env = environment(DATABASE_URL=database_url, LIVELINE_POOL_MAX_SIZE="12")
+    server = start_server(env, "--workers", "2")
+    editor = liveline("token", "create", "--name", "desk", "--role", "editor", env=env).stdout.strip()
+    auditor = liveline("token", "create", "--name", "audit", "--role", "auditor", env=env).stdout.strip()
+    coverages = [f"feed-{i}" for i in range(8)]
+
+    async def scenario() -> None:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
+            for coverage in coverages:
+                await client.post("/v1/coverages", json={"id": coverage, "title": coverage}, headers={"Authorization": f"Bearer {editor}"})
+            finished = asyncio.Event()
+            feed_positions: list[int] = []
+            naive_positions: list[int] = []
+
+            async def follow_feed() -> None:
+                after: str | None = None
+                idle_after_finish = 0
+                while idle_after_finish < 3:
+                    params = {"limit": 500, **({"after": after} if after else {})}
+                    page = (await client.get("/v1/events", params=params, headers={"Authorization": f"Bearer {auditor}"})).json()
+                    feed_positions.extend(entry["event"]["position"] for entry in page["events"])
+                    after = page["next"]
+                    if finished.is_set() and not page["events"]:
+                        idle_after_finish += 1
+                    await asyncio.sleep(0.01)
+
+            async def follow_naively() -> None:
+                conn = await asyncpg.connect(database_url)
+                cursor = 0
+                try:
+                    while not finished.is_set():
+                        rows = await conn.fetch("SELECT position FROM events WHERE position > $1 ORDER BY position", cursor)
+                        naive_positions.extend(r["position"] for r in rows)
+                        cursor = rows[-1]["position"] if rows else cursor
+                    rows = await conn.fetch("SELECT position FROM events WHERE position > $1 ORDER BY position", cursor)
+                    naive_positions.extend(r["position"] for r in rows)
+                finally:
+                    await conn.close()
+
+            followers = [asyncio.create_task(follow_feed()), asyncio.create_task(follow_naively())]
+            stop = time.monotonic() + WRITE_SECONDS
+            rng = random.Random(7)
+            await asyncio.gather(*(write(client, editor, c, stop, random.Random(rng.random())) for c in coverages for _ in range(2)))
+            finished.set()
+            await asyncio.wait_for(asyncio.gather(*followers), 60)
+
+            conn = await asyncpg.connect(database_url)
+            try:
+                everything = [r["position"] for r in await conn.fetch("SELECT position FROM events ORDER BY position")]
+            finally:
+                await conn.close()
+            missed_naively = len(set(everything) - set(naive_positions))
+            print(f"{len(everything)} events; the feed follower missed 0, a naive position reader missed {missed_naively}")
+            assert sorted(feed_positions) == everything, "every event exactly once"
+            assert len(feed_positions) == len(set(feed_positions))
 
     try:
         asyncio.run(scenario())
