@@ -46,7 +46,11 @@ def live_blog_posting(coverage: CoverageState, posts: list[PostState], base_url:
                 "articleBody": body_text(post.body),
                 "datePublished": post.published_at,
                 "dateModified": post.updated_at,
-                **({"author": {"@type": "Person", "name": plain(post.byline)}} if post.byline else {}),
+                **(
+                    {"author": [{"@type": "Person", "name": plain(c.name)} for c in post.contributors]}
+                    if post.contributors
+                    else {}
+                ),
             }
             for post in posts
         ],

@@ -9,7 +9,7 @@ from msgspec import Struct
 
 from service.api.cursors import encode_cursor
 from service.domain.blocks import Block
-from service.domain.events import PostEdited, PostRetracted, RecordedEvent
+from service.domain.events import Contributor, PostEdited, PostRetracted, RecordedEvent
 from service.domain.state import CoverageState, PostState
 
 
@@ -43,6 +43,8 @@ class PostView(Struct, frozen=True, kw_only=True):
     title: str | None
     body: list[Block]
     byline: str | None
+    """The contributors' names, joined: for clients that show a one-line byline."""
+    contributors: list[Contributor]
     key_event: bool
     pinned: bool
     revision: int
@@ -120,7 +122,8 @@ def post_view(post: PostState, pinned_post_id: str | None) -> PostView:
         coverage_id=post.coverage_id,
         title=post.title,
         body=post.body,
-        byline=post.byline,
+        byline=", ".join(c.name for c in post.contributors) or None,
+        contributors=post.contributors,
         key_event=post.key_event,
         pinned=post.id == pinned_post_id,
         revision=post.revision,

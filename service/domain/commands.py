@@ -25,9 +25,8 @@ from service.domain.errors import (
     RevisionMismatch,
 )
 from service.domain.events import (
-    CoverageEnded as CoverageEndedEvent,
-)
-from service.domain.events import (
+    Contributor,
+    Contributors,
     CoverageOpened,
     CoverageReopened,
     CoverageUpdated,
@@ -36,6 +35,9 @@ from service.domain.events import (
     PostPinned,
     PostPublished,
     PostUnpinned,
+)
+from service.domain.events import (
+    CoverageEnded as CoverageEndedEvent,
 )
 from service.domain.events import (
     PostRetracted as PostRetractedEvent,
@@ -76,14 +78,18 @@ class UpdateCoverage(_Request, frozen=True):
 class PublishPost(_Request, frozen=True):
     body: Body
     title: Title | None = None
-    byline: Name | None = None
+    contributors: Contributors | UnsetType = UNSET
+    byline: Name | UnsetType | None = UNSET
+    """Shorthand for one contributor; give `byline` or `contributors`, not both."""
     key_event: bool = False
 
 
 class EditPost(_Request, frozen=True):
     title: Title | UnsetType | None = UNSET
     body: Body | UnsetType = UNSET
+    contributors: Contributors | UnsetType = UNSET
     byline: Name | UnsetType | None = UNSET
+    """Shorthand for one contributor (null: none); give `byline` or `contributors`, not both."""
     key_event: bool | UnsetType = UNSET
     note: Note | None = None
 
@@ -108,6 +114,25 @@ def _check_timezone(name: str | UnsetType) -> None:
 
 def _clean_optional(text: str | UnsetType | None, field: str) -> str | UnsetType | None:
     return clean_text(text, field) if isinstance(text, str) else text
+
+
+def _contributors(
+    contributors: list[Contributor] | UnsetType, byline: str | UnsetType | None
+) -> list[Contributor] | None:
+    """Sanitised contributors from either field; None when neither was given."""
+    if contributors is not UNSET and byline is not UNSET:
+        raise InvalidField("give either byline or contributors, not both", field="byline")
+    if byline is not UNSET:
+        return [] if byline is None else [Contributor(name=clean_text(byline, "byline"))]
+    if contributors is UNSET:
+        return None
+    return [
+        Contributor(
+            name=clean_text(c.name, f"contributors[{i}].name"),
+            role=clean_text(c.role, f"contributors[{i}].role") if c.role else None,
+        )
+        for i, c in enumerate(contributors)
+    ]
 
 
 def _clean_names(names: list[str]) -> list[str]:
@@ -189,7 +214,7 @@ def decide_publish(coverage: CoverageState | None, coverage_id: str, request: Pu
     return PostPublished(
         title=_clean_optional(request.title, "title"),  # type: ignore[arg-type]
         body=clean_body(request.body),
-        byline=_clean_optional(request.byline, "byline"),  # type: ignore[arg-type]
+        contributors=_contributors(request.contributors, request.byline) or [],
         key_event=request.key_event,
     )
 
@@ -210,13 +235,14 @@ def decide_edit(
             post_id=post_id,
             revision=current.revision,
         )
-    content = ("title", "body", "byline", "key_event")
+    content = ("title", "body", "contributors", "byline", "key_event")
     if all(getattr(request, name) is UNSET for name in content):
-        raise NothingToChange("give at least one of title, body, byline, key_event")
+        raise NothingToChange("give at least one of title, body, contributors (or byline), key_event")
+    contributors = _contributors(request.contributors, request.byline)
     return PostEdited(
         title=_clean_optional(request.title, "title"),
         body=clean_body(request.body) if isinstance(request.body, list) else UNSET,
-        byline=_clean_optional(request.byline, "byline"),
+        contributors=UNSET if contributors is None else contributors,
         key_event=request.key_event,
         note=_clean_optional(request.note, "note"),  # type: ignore[arg-type]
     )

@@ -7,12 +7,23 @@ a breaking change gets a new `schema_version` and an upcaster.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from service.domain.blocks import Block
+from service.domain.upcasting import upcast
+
+
+class Contributor(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Who made a post, in the page's words ("Steve Rosenberg", role "Russia editor")."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    role: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+
+
+Contributors = Annotated[list[Contributor], Meta(max_length=20)]
 
 
 class EventData(Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
@@ -42,16 +53,22 @@ class CoverageReopened(EventData, frozen=True, tag="coverage.reopened"):
 
 
 class PostPublished(EventData, frozen=True, tag="post.published"):
+    """v2: `contributors` replaced v1's free-text `byline` (see `domain.upcasting`)."""
+
+    schema_version: ClassVar[int] = 2
     body: list[Block]
     title: str | None = None
-    byline: str | None = None
+    contributors: list[Contributor] = []
     key_event: bool = False
 
 
 class PostEdited(EventData, frozen=True, tag="post.edited"):
+    """v2: `contributors` replaced v1's free-text `byline` (see `domain.upcasting`)."""
+
+    schema_version: ClassVar[int] = 2
     title: str | UnsetType | None = UNSET
     body: list[Block] | UnsetType = UNSET
-    byline: str | UnsetType | None = UNSET
+    contributors: list[Contributor] | UnsetType = UNSET
     key_event: bool | UnsetType = UNSET
     note: str | None = None
 
@@ -119,6 +136,7 @@ def payload(data: EventData) -> dict[str, object]:
     return raw
 
 
-def decode_payload(type_: str, data: dict[str, object]) -> AnyEvent:
-    event: AnyEvent = msgspec.convert({**data, "type": type_}, AnyEvent)
+def decode_payload(type_: str, schema_version: int, data: dict[str, Any]) -> AnyEvent:
+    """The payload in today's shape, whatever version stored it (the stored bytes are never touched)."""
+    event: AnyEvent = msgspec.convert({**upcast(type_, schema_version, data), "type": type_}, AnyEvent)
     return event

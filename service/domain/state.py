@@ -11,6 +11,7 @@ from msgspec.structs import replace
 
 from service.domain.blocks import Block
 from service.domain.events import (
+    Contributor,
     CoverageEnded,
     CoverageOpened,
     CoverageReopened,
@@ -46,7 +47,7 @@ class PostState(Struct, frozen=True, kw_only=True):
     """The coverage version that published the post: the timeline's order key."""
     title: str | None
     body: list[Block]
-    byline: str | None
+    contributors: list[Contributor]
     key_event: bool
     revision: int
     version: int
@@ -116,7 +117,7 @@ def evolve(
                 sequence=event.version,
                 title=data.title,
                 body=list(data.body),
-                byline=data.byline,
+                contributors=list(data.contributors),
                 key_event=data.key_event,
                 revision=1,
                 version=event.version,
@@ -130,7 +131,7 @@ def evolve(
         case PostEdited():
             changes = {
                 name: getattr(data, name)
-                for name in ("title", "body", "byline", "key_event")
+                for name in ("title", "body", "contributors", "key_event")
                 if getattr(data, name) is not UNSET
             }
             return coverage, replace(post, revision=post.revision + 1, version=event.version, updated_at=at, **changes)

@@ -49,11 +49,24 @@ async def append(
     metadata: Metadata,
 ) -> RecordedEvent:
     """Append one event to a coverage's stream; the caller holds the stream lock in a transaction."""
+    return await append_payload(
+        conn, coverage_id, post_id, event_type(data), data.schema_version, payload(data), metadata
+    )
+
+
+async def append_payload(
+    conn: Connection,
+    coverage_id: str,
+    post_id: str | None,
+    type_: str,
+    schema_version: int,
+    stored_data: dict[str, Any],
+    metadata: Metadata,
+) -> RecordedEvent:
+    """Append a payload as given, in whatever schema version it is written (`append` writes today's)."""
     head = await conn.fetchrow(_HEAD, coverage_id)
     version = 1 if head is None else head["version"] + 1
     prev_hash = GENESIS if head is None else head["hash"]
-    type_ = event_type(data)
-    stored_data = payload(data)
     stored_metadata = msgspec.to_builtins(metadata)
     recorded_at = datetime.now(UTC)
     hash_ = link(
@@ -63,7 +76,7 @@ async def append(
             version=version,
             post_id=post_id,
             type_=type_,
-            schema_version=data.schema_version,
+            schema_version=schema_version,
             data=stored_data,
             metadata=stored_metadata,
             recorded_at=recorded_at,
@@ -75,7 +88,7 @@ async def append(
         version,
         post_id,
         type_,
-        data.schema_version,
+        schema_version,
         stored_data,
         stored_metadata,
         recorded_at,
@@ -90,8 +103,8 @@ async def append(
         version=version,
         post_id=post_id,
         type=type_,
-        schema_version=data.schema_version,
-        data=decode_payload(type_, stored_data),
+        schema_version=schema_version,
+        data=decode_payload(type_, schema_version, stored_data),
         metadata=metadata,
         recorded_at=recorded_at,
         prev_hash=prev_hash,
@@ -108,7 +121,7 @@ def from_row(row: asyncpg.Record) -> RecordedEvent:
         post_id=row["post_id"],
         type=row["type"],
         schema_version=row["schema_version"],
-        data=decode_payload(row["type"], data),
+        data=decode_payload(row["type"], row["schema_version"], data),
         metadata=msgspec.convert(row["metadata"], Metadata),
         recorded_at=row["recorded_at"],
         prev_hash=row["prev_hash"],
