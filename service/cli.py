@@ -8,18 +8,21 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
 import msgspec
 from litestar import Litestar
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from service import audit
 from service.app import create_app
 from service.config import Settings
 from service.embedded import database_url
-from service.projections.rebuild import rebuild as rebuild_read_model
+from service.projections.rebuild import RebuildResult, rebuild_online
 from service.store import schema, tokens
 from service.store.pool import Connection, connect
 
@@ -187,12 +190,46 @@ def import_command(file: str) -> None:
 
 
 @main.command()
-def rebuild() -> None:
-    """Drop the reader tables and replay them from the event log."""
+@click.option("--check", is_flag=True, help="Rebuild into scratch tables and report differences; swap nothing.")
+def rebuild(check: bool) -> None:
+    """Rebuild the reader tables from the log beside the live ones, then swap them in; the service keeps serving."""
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("replaying the log"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
+    )
     with database_url(Settings.from_env()) as dsn:
         _require_head(dsn)
-        replayed = _with_connection(dsn, rebuild_read_model)
-    click.echo(f"liveline: rebuilt the read model from {replayed} events", err=True)
+
+        async def run() -> RebuildResult:
+            reader, writer = await connect(dsn), await connect(dsn)
+            started = time.monotonic()
+            try:
+                with Progress(*columns, console=console, transient=False) as bar:
+                    task = bar.add_task("rebuild", total=None, rate="-")
+
+                    def report(done: int, total: int) -> None:
+                        rate = done / max(time.monotonic() - started, 1e-6)
+                        bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+                    return await rebuild_online(reader, writer, check=check, progress=report)
+            finally:
+                await reader.close()
+                await writer.close()
+
+        result = asyncio.run(run())
+    summary = f"{result.replayed} events replayed, {result.caught_up} caught up, in {result.seconds:.1f}s"
+    if not check:
+        console.print(f"liveline: read model rebuilt and swapped in ({summary})")
+        return
+    for difference in result.differences:
+        console.print(f"liveline: {difference}")
+    if result.differences:
+        raise SystemExit(f"liveline: {len(result.differences)} differences between the read model and the log")
+    console.print(f"liveline: the read model matches the log ({summary})")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ async def execute(
                         idempotency_key=idempotency_key.key,
                     )
                 return Answer(earlier.status, earlier.body, earlier.headers), None
+        await read_model.join_writers(conn)
         await events.lock_stream(conn, coverage_id)
         coverage = await read_model.load_coverage(conn, coverage_id)
         post = await read_model.load_post(conn, post_id) if post_id else None

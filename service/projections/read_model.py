@@ -15,12 +15,26 @@ from service.store.pool import Connection
 
 Order = Literal["newest", "oldest"]
 
+
+class Tables(msgspec.Struct, frozen=True):
+    """Which reader tables to write: the live ones, or the ones a rebuild fills beside them."""
+
+    coverages: str = "coverages"
+    posts: str = "posts"
+
+
+LIVE = Tables()
+NEXT = Tables("coverages_next", "posts_next")
+COVERAGE_COLUMNS = ("id", "version", "started_at", "state")
+POST_COLUMNS = ("id", "coverage_id", "sequence", "changed_version", "key_event", "retracted", "state")
+
+# Table names come only from the two constants above, never from input.
 _UPSERT_COVERAGE = """
-INSERT INTO coverages (id, version, started_at, state) VALUES ($1, $2, $3, $4)
+INSERT INTO {coverages} (id, version, started_at, state) VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
 """
 _UPSERT_POST = """
-INSERT INTO posts (id, coverage_id, sequence, changed_version, key_event, retracted, state)
+INSERT INTO {posts} (id, coverage_id, sequence, changed_version, key_event, retracted, state)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO UPDATE
 SET changed_version = EXCLUDED.changed_version, key_event = EXCLUDED.key_event, retracted = EXCLUDED.retracted,
@@ -36,24 +50,38 @@ def post_row(p: PostState) -> tuple[object, ...]:
     return (p.id, p.coverage_id, p.sequence, p.version, p.key_event, p.retracted, p)
 
 
-async def load_coverage(conn: Connection, coverage_id: str) -> CoverageState | None:
-    state = await conn.fetchval("SELECT state FROM coverages WHERE id = $1", coverage_id)
+async def join_writers(conn: Connection) -> None:
+    """Every append takes this shared lock first, so a rebuild can hold all appends off at once."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(3, 0)")
+
+
+async def hold_writers(conn: Connection) -> None:
+    """Wait for appends in flight and hold new ones off until the transaction ends (rebuild swaps)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(3, 0)")
+
+
+async def load_coverage(conn: Connection, coverage_id: str, tables: Tables = LIVE) -> CoverageState | None:
+    state = await conn.fetchval(f"SELECT state FROM {tables.coverages} WHERE id = $1", coverage_id)  # noqa: S608
     return None if state is None else msgspec.convert(state, CoverageState)
 
 
-async def load_post(conn: Connection, post_id: str) -> PostState | None:
-    state = await conn.fetchval("SELECT state FROM posts WHERE id = $1", post_id)
+async def load_post(conn: Connection, post_id: str, tables: Tables = LIVE) -> PostState | None:
+    state = await conn.fetchval(f"SELECT state FROM {tables.posts} WHERE id = $1", post_id)  # noqa: S608
     return None if state is None else msgspec.convert(state, PostState)
 
 
 async def project(
-    conn: Connection, coverage: CoverageState | None, post: PostState | None, event: RecordedEvent
+    conn: Connection,
+    coverage: CoverageState | None,
+    post: PostState | None,
+    event: RecordedEvent,
+    tables: Tables = LIVE,
 ) -> tuple[CoverageState, PostState | None]:
     """Fold one appended event into the reader tables, in the append's transaction."""
     coverage, post = evolve(coverage, post, event)
-    await conn.execute(_UPSERT_COVERAGE, *coverage_row(coverage))
+    await conn.execute(_UPSERT_COVERAGE.format(coverages=tables.coverages), *coverage_row(coverage))
     if post is not None:
-        await conn.execute(_UPSERT_POST, *post_row(post))
+        await conn.execute(_UPSERT_POST.format(posts=tables.posts), *post_row(post))
     return coverage, post
 
 

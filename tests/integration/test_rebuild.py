@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.projections.rebuild import rebuild
+from service.projections.rebuild import RebuildResult, rebuild, rebuild_online
 from service.store.pool import connect
 from tests.support import Api, paragraph
 
@@ -40,3 +40,50 @@ async def test_rebuild_leaves_every_answer_byte_identical(api: Api) -> None:
     assert replayed == await api.event_count() == 12
     assert rows == 4
     assert await snapshot(api, ids) == before
+
+
+async def index_names(database_url: str) -> list[str]:
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN ('coverages', 'posts') ORDER BY indexname"
+        )
+    finally:
+        await conn.close()
+    return [r["indexname"] for r in rows]
+
+
+async def online(database_url: str, check: bool) -> RebuildResult:
+    reader, writer = await connect(database_url), await connect(database_url)
+    try:
+        return await rebuild_online(reader, writer, check=check)
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_online_rebuild_swaps_in_identical_tables_and_check_finds_drift(api: Api) -> None:
+    await api.open()
+    ids = [(await api.publish(body=paragraph(f"p{i}"))).json()["id"] for i in range(3)]
+    await api.edit(ids[1], title="Edited")
+    await api.pin(ids[2])
+    before = await snapshot(api, ids)
+    indexes = await index_names(api.database_url)
+    assert (await online(api.database_url, check=True)).differences == []
+
+    result = await online(api.database_url, check=False)
+    assert result.replayed == 6
+    assert await snapshot(api, ids) == before
+    assert await index_names(api.database_url) == indexes, "indexes keep the names migrations know"
+
+    conn = await connect(api.database_url)
+    try:
+        await conn.execute(
+            "UPDATE posts SET state = jsonb_set(state, '{title}', '\"forged\"') WHERE id = $1", ids[0]
+        )
+    finally:
+        await conn.close()
+    assert (await online(api.database_url, check=True)).differences == [f"post {ids[0]} differs from a replay of its events"]
+    await online(api.database_url, check=False)
+    assert (await online(api.database_url, check=True)).differences == []
+    assert (await api.publish(body=paragraph("after the swap"))).status_code == 201
