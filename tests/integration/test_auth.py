@@ -60,3 +60,18 @@ async def test_admin_may_do_what_editors_do(api: Api) -> None:
         "/v1/coverages", json={"id": "by-admin", "title": "T"}, headers={"Authorization": f"Bearer {admin}"}
     )
     assert response.status_code == 201
+
+
+async def test_every_guarded_read_route_requires_an_auditor_token(api: Api, auditor_token: str) -> None:
+    guarded = sorted(
+        route.path
+        for route in api.client.app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if "GET" in handler.http_methods and handler.opt.get("roles")
+    )
+    assert guarded == ["/v1/audit/verify", "/v1/events"], guarded
+    for path in guarded:
+        assert_problem(await api.client.get(path), 401)
+        assert_problem(await api.client.get(path, headers={"Authorization": "Bearer ll_nope"}), 401)
+        assert_problem(await api.client.get(path, headers=api.auth()), 403)
+        assert (await api.client.get(path, headers={"Authorization": f"Bearer {auditor_token}"})).status_code == 200
