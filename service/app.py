@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from service import logs
 from service.api.audit import AuditController
 from service.api.coverages import CoverageController
 from service.api.dependencies import DEPENDENCIES
@@ -53,6 +54,7 @@ def close_streams_on_signals(versions: CoverageVersions) -> None:
 def create_app(settings: Settings | None = None, *, worker: bool = False) -> Litestar:
     """The app; `worker=True` when it runs in a `liveline serve` worker process (see close_streams_on_signals)."""
     settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
     versions = CoverageVersions()
 
     @asynccontextmanager

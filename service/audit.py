@@ -37,14 +37,15 @@ async def verify(conn: Connection, coverage_id: str | None = None) -> VerifyRepo
     checker = ChainChecker()
     count = 0
     failure: ChainBreak | None = None
-    async for event in events.each_in_chain_order(conn, coverage_id):
-        count += 1
-        failure = checker.check(event)
-        if failure is not None:
-            break
-    heads = checker.heads()
-    if failure is None:
-        failure = await _short_logs(conn, heads, coverage_id)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async for event in events.each_in_chain_order(conn, coverage_id):
+            count += 1
+            failure = checker.check(event)
+            if failure is not None:
+                break
+        heads = checker.heads()
+        if failure is None:
+            failure = await _short_logs(conn, heads, coverage_id)
     head = heads[0].head if coverage_id and heads else None
     return VerifyReport(ok=failure is None, events=count, coverages=heads, failure=failure, head=head)
 

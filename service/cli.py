@@ -18,11 +18,11 @@ from litestar import Litestar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from service import audit
+from service import audit, logs
 from service.app import create_app
 from service.config import Settings
 from service.embedded import database_url
-from service.projections.rebuild import RebuildResult, rebuild_online
+from service.projections.rebuild import RebuildBusy, RebuildResult, rebuild_online
 from service.store import schema, tokens
 from service.store.pool import Connection, connect
 
@@ -61,7 +61,9 @@ def _require_head(dsn: str) -> None:
 @click.group()
 def main() -> None:
     """Liveline: an event-sourced backend for live-coverage pages."""
-    logging.basicConfig(level=Settings.from_env().log_level, format="%(message)s")
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(message)s")
+    logs.configure(settings.log_level)
 
 
 @main.command()
@@ -220,7 +222,10 @@ def rebuild(check: bool) -> None:
                 await reader.close()
                 await writer.close()
 
-        result = asyncio.run(run())
+        try:
+            result = asyncio.run(run())
+        except RebuildBusy as exc:
+            raise click.ClickException(str(exc)) from exc
     summary = f"{result.replayed} events replayed, {result.caught_up} caught up, in {result.seconds:.1f}s"
     if not check:
         console.print(f"liveline: read model rebuilt and swapped in ({summary})")

@@ -82,15 +82,18 @@ async def coverage_read(
     cache_control: str,
     media_type: str = "application/json",
     etag_of: Callable[[object], str] | None = None,
+    variant_extra: str = "",
 ) -> Response[Any]:
     """A public read of one coverage, answered from memory whenever the version is known.
 
     With `etag_of` the ETag comes from the content (posts: their revision) and a 304 needs a cached
-    rendering; otherwise it derives from the version and needs nothing at all.
+    rendering; otherwise it derives from the version and needs nothing at all. `variant_extra` names
+    whatever else the content depends on (JSON-LD embeds the host the request came to).
     """
     versions: CoverageVersions = request.app.state.versions
     pages: RenderedPages = request.app.state.pages
-    variant = variant_of(request, media_type)
+    # The epoch changes when a rebuild swaps the reader tables: nothing rendered before is reused after.
+    variant = f"{versions.epoch}|{variant_of(request, media_type)}|{variant_extra}"
     known = versions.known(coverage_id)
     if known is not None:
         if etag_of is None:

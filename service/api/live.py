@@ -22,6 +22,8 @@ class CoverageVersions:
         self._versions: dict[str, int] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self.generation = 0
+        self.epoch = 0
+        """Identifies the reader tables' current build; a rebuild that swaps them changes it."""
         self.listening = False
         self.closing = asyncio.Event()
 
@@ -35,9 +37,11 @@ class CoverageVersions:
             self._versions[coverage_id] = version
             self._wake(coverage_id)
 
-    def connected(self, listening: bool) -> None:
+    def connected(self, listening: bool, epoch: int) -> None:
+        """The LISTEN connection came up (with the read model's epoch), went down, or saw a rebuild."""
         self.generation += 1
         self.listening = listening
+        self.epoch = epoch
         self._versions.clear()
         for coverage_id in list(self._wakeups):
             self._wake(coverage_id)

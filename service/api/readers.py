@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -29,7 +30,7 @@ from service.api.live import CoverageVersions
 from service.api.problems import problems
 from service.api.views import ChangesPage, CoverageView, TimelinePage, coverage_view, post_view, tombstone
 from service.config import Settings
-from service.domain.errors import CoverageNotFound, InvalidAsOf, InvalidCursor, PostNotFound
+from service.domain.errors import CoverageNotFound, DomainError, InvalidAsOf, InvalidCursor, PostNotFound
 from service.domain.ids import is_post_id
 from service.domain.state import CoverageState, PostState, Timeline, replay
 from service.projections import read_model
@@ -97,6 +98,8 @@ async def wait_for_change(
             if known is None:
                 return None
             versions.observe(coverage_id, known, generation)
+            # A notification may have come in while the database answered: take the newer of the two.
+            known = max(known, versions.known(coverage_id) or 0)
         remaining = end - time.monotonic()
         if known != since or remaining <= 0 or versions.closing.is_set():
             return known
@@ -304,10 +307,14 @@ class ReaderController(Controller):
     ) -> ServerSentEvent:
         resume = last_event_id or since
         async with pool.acquire() as conn:
-            head = (await find_coverage(conn, coverage_id)).state.version
+            coverage = (await find_coverage(conn, coverage_id)).state
+        head = coverage.version
         start = decode_cursor(resume, coverage_id) if resume else head
         if start > head:
             raise InvalidCursor(f"the cursor is ahead of the coverage (version {head})", version=head)
+        if coverage.status == "ended" and start == head:
+            # Nothing more will come: 204 tells EventSource to stop reconnecting.
+            return Response(b"", status_code=204)  # type: ignore[return-value]
         return ServerSentEvent(
             self._events(request.app.state.versions, pool, settings, coverage_id, start),
             headers={"Cache-Control": "no-store"},
@@ -328,6 +335,9 @@ class ReaderController(Controller):
                 log.warning("stream of %s: database unavailable (%s); retrying", coverage_id, type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
+            except DomainError as exc:  # the read model no longer knows this point: let the client start over
+                log.warning("stream of %s ends: %s", coverage_id, exc.detail)
+                return
             coverage = found.coverage
             for post in found.posts:
                 event_id = encode_cursor(coverage_id, post.version)
@@ -363,17 +373,18 @@ def _gist(view: CoverageView) -> CoverageView:
 
 
 async def _as_of_version(conn: Connection, coverage_id: str, as_of: str) -> int:
-    if as_of.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", as_of):
         version = int(as_of)
         if not 1 <= version < 2**31:
             raise InvalidAsOf("as_of must be a version from 1, or an RFC 3339 time")
         return version
     try:
         moment = datetime.fromisoformat(as_of)
-    except ValueError as exc:
+        if moment.tzinfo is None:
+            raise InvalidAsOf("as_of must carry a UTC offset, e.g. 2022-11-10T14:32:00Z")
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidAsOf("as_of must be a version number or an RFC 3339 time with its offset") from exc
-    if moment.tzinfo is None:
-        raise InvalidAsOf("as_of must carry a UTC offset, e.g. 2022-11-10T14:32:00Z")
     version = await conn.fetchval(
         "SELECT max(version) FROM events WHERE coverage_id = $1 AND recorded_at <= $2", coverage_id, moment
     )

@@ -7,10 +7,12 @@ with what was appended meanwhile, and swaps them in one short transaction; `chec
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
 
+import asyncpg
 from msgspec import Struct
 
 from service.domain.state import Timeline, fold
@@ -27,7 +29,7 @@ from service.projections.read_model import (
     post_row,
     project,
 )
-from service.store.events import from_row
+from service.store.events import NOTIFY_CHANNEL, REBUILT, from_row
 from service.store.pool import Connection
 
 Progress = Callable[[int, int], None]
@@ -92,6 +94,10 @@ async def _replay_into(source: Connection, target: Connection, tables: Tables, p
     return replayed
 
 
+class RebuildBusy(Exception):
+    pass
+
+
 async def rebuild_online(
     reader: Connection, writer: Connection, *, check: bool = False, progress: Progress | None = None
 ) -> RebuildResult:
@@ -102,31 +108,57 @@ async def rebuild_online(
     live tables and a fresh replay are reported and the new tables dropped.
     """
     started = time.monotonic()
-    for live, fresh in ((LIVE.coverages, NEXT.coverages), (LIVE.posts, NEXT.posts)):
-        await writer.execute(f"DROP TABLE IF EXISTS {fresh}")
-        await writer.execute(f"CREATE TABLE {fresh} (LIKE {live} INCLUDING ALL)")
-    async with reader.transaction(isolation="repeatable_read", readonly=True):
-        replayed = await _replay_into(reader, writer, NEXT, progress)
+    if not await writer.fetchval("SELECT pg_try_advisory_lock(4, 0)"):
+        raise RebuildBusy("another rebuild is running")
+    try:
+        for live, fresh in ((LIVE.coverages, NEXT.coverages), (LIVE.posts, NEXT.posts)):
+            await writer.execute(f"DROP TABLE IF EXISTS {fresh}")
+            await writer.execute(f"CREATE TABLE {fresh} (LIKE {live} INCLUDING ALL)")
+        async with reader.transaction(isolation="repeatable_read", readonly=True):
+            # Every transaction older than this horizon is in the snapshot; catch-up looks only above it.
+            horizon = await reader.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            replayed = await _replay_into(reader, writer, NEXT, progress)
+        for attempt in range(1, _SWAP_ATTEMPTS + 1):
+            try:
+                return await _finish(writer, horizon, check, replayed, started)
+            except asyncpg.LockNotAvailableError:
+                if attempt == _SWAP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
+    finally:
+        await writer.execute(f"DROP TABLE IF EXISTS {NEXT.coverages}, {NEXT.posts}")
+        await writer.execute("SELECT pg_advisory_unlock(4, 0)")
+
+
+_SWAP_ATTEMPTS = 10
+
+
+async def _finish(writer: Connection, horizon: str, check: bool, replayed: int, started: float) -> RebuildResult:
     async with writer.transaction():
+        # Never queue long behind a slow reader or writer (everyone would queue behind us): give up and retry.
+        await writer.execute("SET LOCAL lock_timeout = '2s'")
         # Writers wait from here; readers go on reading the live tables until the rename.
         await hold_writers(writer)
-        caught_up = await _catch_up(writer)
+        caught_up = await _catch_up(writer, horizon)
         if check:
             differences = await _differences(writer)
-            await writer.execute(f"DROP TABLE {NEXT.coverages}, {NEXT.posts}")
             return RebuildResult(
                 replayed=replayed, caught_up=caught_up, seconds=time.monotonic() - started, differences=differences
             )
         for live, fresh in ((LIVE.coverages, NEXT.coverages), (LIVE.posts, NEXT.posts)):
             await _swap(writer, live, fresh)
+        await writer.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, REBUILT)
     return RebuildResult(replayed=replayed, caught_up=caught_up, seconds=time.monotonic() - started)
 
 
-async def _catch_up(conn: Connection) -> int:
+async def _catch_up(conn: Connection, horizon: str) -> int:
     """Fold into the new tables the events appended after the snapshot the build read."""
     rows = await conn.fetch(
         f"""SELECT e.* FROM events e LEFT JOIN {NEXT.coverages} n ON n.id = e.coverage_id
-            WHERE e.version > COALESCE(n.version, 0) ORDER BY e.coverage_id, e.version"""  # noqa: S608
+            WHERE e.xid >= $1::text::xid8 AND e.version > COALESCE(n.version, 0)
+            ORDER BY e.coverage_id, e.version""",  # noqa: S608
+        horizon,
     )
     for row in rows:
         event = from_row(row)

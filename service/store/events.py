@@ -20,6 +20,8 @@ from service.domain.events import EventData, Metadata, RecordedEvent, decode_pay
 from service.store.pool import Connection
 
 NOTIFY_CHANNEL = "liveline_events"
+REBUILT = "*rebuilt"
+"""Sent when a rebuild has swapped the reader tables: every process forgets what it rendered."""
 
 _LOCK_STREAM = "SELECT pg_advisory_xact_lock(1, hashtext($1))"
 _HEAD = "SELECT version, hash FROM events WHERE coverage_id = $1 ORDER BY version DESC LIMIT 1"
@@ -199,14 +201,14 @@ def logged(row: asyncpg.Record) -> LoggedEvent:
 async def each_in_chain_order(
     conn: Connection, coverage_id: str | None = None, batch: int = 1_000
 ) -> AsyncIterator[LoggedEvent]:
-    """Every event, coverage by coverage in version order, streamed in constant memory."""
+    """Every event, coverage by coverage in version order, streamed in constant memory (the caller holds
+    the transaction a cursor needs, so what it reads beside this is of the same moment)."""
     query = (
         f"SELECT {_COLUMNS} FROM events WHERE $1::text IS NULL OR coverage_id = $1 "  # noqa: S608
         "ORDER BY coverage_id, version"
     )
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(query, coverage_id, prefetch=batch):
-            yield logged(row)
+    async for row in conn.cursor(query, coverage_id, prefetch=batch):
+        yield logged(row)
 
 
 async def each_in_position_order(

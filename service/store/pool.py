@@ -64,4 +64,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
 async def snapshot(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A read-only REPEATABLE READ transaction: several statements that see one moment of the database."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # LOCK takes no snapshot: if a rebuild is swapping the reader tables, wait for it here, so the
+        # snapshot (taken by the first query) sees the swapped tables complete.
+        await conn.execute("LOCK TABLE coverages, posts IN ACCESS SHARE MODE")
         yield conn

@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -41,6 +43,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     base_url: str
     env: dict[str, str]
+    log: Path
+    """The server's stderr (JSON log lines), in a file so a busy server never blocks on a full pipe."""
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -50,20 +54,22 @@ class RunningServer:
 
 def start_server(env: dict[str, str], *extra: str, ready_timeout: float = 30) -> RunningServer:
     port = free_port()
-    process = subprocess.Popen(
-        [*LIVELINE, "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = Path(tempfile.mkstemp(prefix="liveline-serve-", suffix=".log", dir="/tmp")[1])
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [*LIVELINE, "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"liveline serve exited {process.returncode}: {process.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"liveline serve exited {process.returncode}: {log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
-                return RunningServer(process, base_url, env)
+                return RunningServer(process, base_url, env, log)
         except httpx.TransportError:
             pass
         time.sleep(0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -73,5 +74,8 @@ def test_health_and_request_ids(server: RunningServer) -> None:
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
     echoed = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "cms-42"})
     assert echoed.headers["x-request-id"] == "cms-42"
+    logged = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+    mine = [entry for entry in logged if entry.get("request_id") == "cms-42"]
+    assert mine and mine[0]["path"] == "/health" and mine[0]["status"] == 200, "JSON access log with the request id"
     replaced = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "bad id with spaces"})
     assert replaced.headers["x-request-id"] != "bad id with spaces" and len(replaced.headers["x-request-id"]) == 32

@@ -183,7 +183,11 @@ async def test_as_of_is_for_auditors_and_checks_its_value(api: Api, auditor_toke
     await api.open()
     assert_problem(await api.client.get("/v1/coverages/kherson/timeline", params={"as_of": "1"}), 401)
     assert_problem(await api.client.get("/v1/coverages/kherson/timeline", params={"as_of": "1"}, headers=api.auth()), 403)
-    for bad, status in (("99", 400), ("0", 400), ("yesterday", 400), ("2022-11-10T10:00:00", 400), ("2000-01-01T00:00:00Z", 404)):
+    bad_values = (
+        ("99", 400), ("0", 400), ("²", 400), ("yesterday", 400), ("2022-11-10T10:00:00", 400),
+        ("0001-01-01T00:00:00+01:00", 400), ("2000-01-01T00:00:00Z", 404),
+    )  # fmt: skip
+    for bad, status in bad_values:
         response = await api.client.get("/v1/coverages/kherson/timeline", params={"as_of": bad}, headers=bearer(auditor_token))
         assert_problem(response, status)
 

@@ -108,3 +108,10 @@ async def test_timeline_as_json_ld_live_blog_posting(api: Api) -> None:
     await api.client.post("/v1/coverages/kherson/end", headers=api.auth())
     ended = (await api.client.get("/v1/coverages/kherson/timeline", headers={"Accept": "application/ld+json"})).json()
     assert ended["coverageEndTime"]
+
+
+async def test_stream_of_an_ended_coverage_tells_event_source_to_stop(api: Api) -> None:
+    await api.open()
+    await api.client.post("/v1/coverages/kherson/end", headers=api.auth())
+    response = await api.client.get("/v1/coverages/kherson/stream")
+    assert response.status_code == 204, "204 stops EventSource from reconnecting"
