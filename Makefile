@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint openapi
+.PHONY: run test lint openapi bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,7 @@ test: lint
 
 openapi: $(BIN)/.installed
 	$(BIN)/python -m service.openapi > openapi/openapi.json
+
+bench: $(BIN)/.installed
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.polls

@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
     """The app; `worker=True` when it runs in a `liveline serve` worker process (see close_streams_on_signals)."""
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
-    versions = CoverageVersions()
+    pages = RenderedPages(settings.rendered_cache_size)
+    versions = CoverageVersions(on_advance=pages.drop_older)
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         exception_handlers={Exception: internal_error},
         middleware=[request_id_middleware, prometheus().middleware],
         lifespan=[database],
-        state=State({"settings": settings, "versions": versions, "pages": RenderedPages(settings.rendered_cache_size)}),
+        state=State({"settings": settings, "versions": versions, "pages": pages}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Liveline",

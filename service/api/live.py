@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from msgspec import Struct
 
@@ -18,7 +19,8 @@ class CoverageVersions:
     was current when the read began.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_advance: Callable[[str, int], None] | None = None) -> None:
+        self._on_advance = on_advance
         self._versions: dict[str, int] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self.generation = 0
@@ -36,6 +38,8 @@ class CoverageVersions:
         if version > self._versions.get(coverage_id, 0):
             self._versions[coverage_id] = version
             self._wake(coverage_id)
+            if self._on_advance is not None:
+                self._on_advance(coverage_id, version)
 
     def connected(self, listening: bool, epoch: int) -> None:
         """The LISTEN connection came up (with the read model's epoch), went down, or saw a rebuild."""
@@ -71,12 +75,13 @@ class Rendered(Struct, frozen=True):
 
 
 class RenderedPages:
-    """A bounded LRU of rendered answers. An entry states how a coverage renders at one version, so it
-    never goes stale; entries of older versions simply fall out of use and age out."""
+    """A bounded LRU of rendered answers. An entry states how a coverage renders at one version; when the
+    coverage moves on, its older entries are dropped at once rather than left to age out."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[tuple[str, int, str], Rendered] = OrderedDict()
+        self._by_coverage: dict[str, set[tuple[str, int, str]]] = {}
 
     def get(self, key: tuple[str, int, str]) -> Rendered | None:
         found = self._entries.get(key)
@@ -87,8 +92,16 @@ class RenderedPages:
     def put(self, key: tuple[str, int, str], rendered: Rendered) -> None:
         self._entries[key] = rendered
         self._entries.move_to_end(key)
+        self._by_coverage.setdefault(key[0], set()).add(key)
         while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+            oldest, _ = self._entries.popitem(last=False)
+            self._by_coverage.get(oldest[0], set()).discard(oldest)
+
+    def drop_older(self, coverage_id: str, version: int) -> None:
+        keys = self._by_coverage.get(coverage_id, set())
+        for key in [k for k in keys if k[1] < version]:
+            keys.discard(key)
+            self._entries.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._entries)
