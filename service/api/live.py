@@ -4,7 +4,6 @@ the LISTEN connection, and rendered read answers keyed by (coverage, version, va
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -105,7 +104,3 @@ class RenderedPages:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-def deadline_after(seconds: float) -> float:
-    return time.monotonic() + seconds

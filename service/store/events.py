@@ -34,7 +34,6 @@ RETURNING position
 _NOTIFY = "SELECT pg_notify($1, $2)"
 _COLUMNS = "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash"
 _STREAM = f"SELECT {_COLUMNS} FROM events WHERE coverage_id = $1 AND version <= $2 ORDER BY version"  # noqa: S608 (constant column list)
-_POST_EVENTS = f"SELECT {_COLUMNS} FROM events WHERE post_id = $1 ORDER BY version"  # noqa: S608 (constant column list)
 _COUNT = "SELECT count(*) FROM events"
 
 
@@ -134,10 +133,6 @@ def from_row(row: asyncpg.Record) -> RecordedEvent:
 async def read_stream(conn: Connection, coverage_id: str, up_to_version: int = 2**31 - 1) -> Sequence[RecordedEvent]:
     """A coverage's events in version order, up to and including `up_to_version`."""
     return [from_row(row) for row in await conn.fetch(_STREAM, coverage_id, up_to_version)]
-
-
-async def read_post_events(conn: Connection, post_id: str) -> Sequence[RecordedEvent]:
-    return [from_row(row) for row in await conn.fetch(_POST_EVENTS, post_id)]
 
 
 async def count(conn: Connection) -> int:
