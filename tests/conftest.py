@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,13 +42,22 @@ def postgres() -> Iterator[tuple[str, Path | None]]:
         return
     from pgserver import get_server  # type: ignore[attr-defined]
 
+    from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
+
     folder = Path(tempfile.mkdtemp(prefix="liveline-test-", dir="/tmp"))
     server = get_server(folder / "pg", cleanup_mode="delete")
     try:
         yield server.get_uri("postgres"), folder / "pg"
     finally:
+        # Stop by data folder: after a restart test the postmaster pgserver remembers is gone.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=folder / "pg", user=_server_user())
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _server_user() -> str | None:
+    return "pgserver" if os.geteuid() == 0 else None
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +74,7 @@ def restart_postgres(postgres: tuple[str, Path | None]) -> Callable[[], None]:
     from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
 
     def restart() -> None:
-        pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None)
+        pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata, user=_server_user())
 
     return restart
 
