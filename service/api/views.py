@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+import msgspec
 from msgspec import Struct
 
 from service.api.cursors import encode_cursor
@@ -156,14 +157,7 @@ def history_entry(event: RecordedEvent, post: PostState, pinned_post_id: str | N
     )
     if not full:
         return entry
-    return HistoryEntry(
-        version=entry.version,
-        type=entry.type,
-        recorded_at=entry.recorded_at,
-        note=entry.note,
-        reason=entry.reason,
-        post=entry.post,
-        actor=event.metadata.actor,
-        request_id=event.metadata.request_id,
-        idempotency_key=event.metadata.idempotency_key,
+    metadata = event.metadata
+    return msgspec.structs.replace(
+        entry, actor=metadata.actor, request_id=metadata.request_id, idempotency_key=metadata.idempotency_key
     )
