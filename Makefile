@@ -1,12 +1,13 @@
 # The two commands: `make run` (install, then serve on the embedded PostgreSQL) and `make test`
 # (install, then ruff, mypy --strict and the whole pytest suite on a real PostgreSQL).
+# `make smoke PYTHON=python3.13 VENV=.venv-3.13`: install on another Python, migrate, serve, play Kherson.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint openapi bench
+.PHONY: run test smoke lint openapi bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/pytest
+
+smoke: $(BIN)/.installed
+	$(BIN)/pytest -p no:cacheprovider -rs tests/e2e/test_smoke.py
 
 openapi: $(BIN)/.installed
 	$(BIN)/python -m service.openapi > openapi/openapi.json

