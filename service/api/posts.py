@@ -13,11 +13,10 @@ from litestar.exceptions import ClientException
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from service.api.auth import EDITORS, authenticate, may, require_role
-from service.api.caching import PRIVATE, conditional_json, encode, public_cache_control
+from service.api.caching import PRIVATE, conditional_json, coverage_read, encode, public_cache_control
 from service.api.coverages import find_coverage
 from service.api.problems import problems
 from service.api.views import (
-    HistoryEntry,
     PostHistory,
     PostView,
     Tombstone,
@@ -31,10 +30,10 @@ from service.domain import commands
 from service.domain.commands import EditPost, PublishPost, RetractPost
 from service.domain.errors import PostGone, PostNotFound
 from service.domain.ids import is_post_id, new_post_id
-from service.domain.state import CoverageState, PostState, Timeline, fold
+from service.domain.state import CoverageState, PostState, post_history
 from service.projections import read_model
 from service.store import events
-from service.store.pool import Connection
+from service.store.pool import Connection, snapshot
 from service.writes import Answer, Change
 
 _IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?"$')
@@ -43,6 +42,11 @@ _IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?"$')
 def post_etag(post: PostState, pinned_post_id: str | None) -> str:
     """The revision, marked when pinned: `If-Match` with this value guards an edit."""
     return f'"{post.revision}.pinned"' if post.id == pinned_post_id else f'"{post.revision}"'
+
+
+def view_etag(view: object) -> str:
+    assert isinstance(view, PostView)
+    return f'"{view.revision}.pinned"' if view.pinned else f'"{view.revision}"'
 
 
 IfMatchHeader = Annotated[
@@ -137,17 +141,21 @@ class PostController(Controller):
         coverage_id: FromPath[str],
         post_id: FromPath[str],
     ) -> Response[PostView]:
-        async with pool.acquire() as conn:
-            coverage = (await find_coverage(conn, coverage_id)).state
-            found = await find_post(conn, coverage_id, post_id)
-        if found.retracted:
-            stone = tombstone(found)
-            raise PostGone(f"post {post_id} was retracted: {stone.reason}", tombstone=stone)
-        return conditional_json(
+        async def render() -> tuple[int, object]:
+            async with snapshot(pool) as conn:  # one snapshot: a retraction is never half seen
+                coverage = (await find_coverage(conn, coverage_id)).state
+                found = await find_post(conn, coverage_id, post_id)
+            if found.retracted:
+                stone = tombstone(found)
+                raise PostGone(f"post {post_id} was retracted: {stone.reason}", tombstone=stone)
+            return coverage.version, post_view(found, coverage.pinned_post_id)
+
+        return await coverage_read(
             request,
-            post_view(found, coverage.pinned_post_id),
+            coverage_id=coverage_id,
+            render=render,
             cache_control=public_cache_control(settings),
-            etag=post_etag(found, coverage.pinned_post_id),
+            etag_of=view_etag,
         )
 
     @patch(
@@ -233,23 +241,29 @@ class PostController(Controller):
     ) -> Response[PostHistory]:
         holder = await authenticate(request)
         full = holder is not None and may(holder, ("auditor", "editor"))
-        async with pool.acquire() as conn:
-            final = await find_post(conn, coverage_id, post_id)
-            stream = await events.read_stream(conn, coverage_id)
-        entries: list[HistoryEntry] = []
-        timeline = Timeline()
-        for event in stream:
-            fold(timeline, event)
-            if event.post_id == post_id:
-                assert timeline.coverage is not None
-                state = timeline.posts[post_id]
-                entries.append(history_entry(event, state, timeline.coverage.pinned_post_id, full=full))
-        if final.retracted and not full:
-            entries = entries[-1:]
-        history = PostHistory(
-            coverage_id=coverage_id,
-            post_id=post_id,
-            tombstone=tombstone(final) if final.retracted else None,
-            entries=entries,
+
+        async def render() -> tuple[int, object]:
+            async with snapshot(pool) as conn:  # the post and its events at one moment
+                coverage = (await find_coverage(conn, coverage_id)).state
+                final = await find_post(conn, coverage_id, post_id)
+                stream = await events.read_post_stream(conn, coverage_id, post_id)
+            entries = [
+                history_entry(event, state, post_id if pinned else None, full=full)
+                for event, state, pinned in post_history(coverage, stream)
+            ]
+            if final.retracted and not full:
+                entries = entries[-1:]
+            history = PostHistory(
+                coverage_id=coverage_id,
+                post_id=post_id,
+                tombstone=tombstone(final) if final.retracted else None,
+                entries=entries,
+            )
+            return coverage.version, history
+
+        if full:
+            _, history = await render()
+            return conditional_json(request, history, cache_control=PRIVATE)
+        return await coverage_read(
+            request, coverage_id=coverage_id, render=render, cache_control=public_cache_control(settings)
         )
-        return conditional_json(request, history, cache_control=PRIVATE if full else public_cache_control(settings))

@@ -66,6 +66,10 @@ async def run(
     if not is_coverage_id(coverage_id):
         raise CoverageNotFound(f"no coverage {coverage_id!r}", coverage_id=coverage_id)
     key = idempotency_of(request, idempotency_key, data)
+    versions = request.app.state.versions
+    # Taken before the write: if the LISTEN connection drops and comes back meanwhile, notifications of other
+    # writes may have been missed, and this version alone must not become what the process believes is latest.
+    generation = versions.generation
     answer, version = await execute(
         pool,
         coverage_id=coverage_id,
@@ -77,7 +81,7 @@ async def run(
     )
     if version is not None:
         # Readers on this process see the write at once, before its notification comes round.
-        request.app.state.versions.observe(coverage_id, version)
+        versions.observe(coverage_id, version, generation)
     return as_response(answer)
 
 

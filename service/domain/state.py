@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Literal
 
@@ -161,3 +161,25 @@ def replay(events: Iterable[RecordedEvent]) -> Timeline:
     for event in events:
         timeline = fold(timeline, event)
     return timeline
+
+
+def post_history(
+    base: CoverageState, stream: Iterable[tuple[RecordedEvent, int | None]]
+) -> Iterator[tuple[RecordedEvent, PostState, bool]]:
+    """A post's own events folded by `evolve`, each with the post after it and whether it was pinned then.
+
+    Only one event outside the post's stream changes its standing: another post pinned in its place. Each
+    `post.pinned` comes with the version of the coverage's next pin (None if none), so the history needs no
+    other post's events. `base` stands in for the coverage, whose other fields no post event reads.
+    """
+    coverage = replace(base, pinned_post_id=None)
+    post: PostState | None = None
+    replaced_at: int | None = None
+    for event, next_pin in stream:
+        if replaced_at is not None and event.version > replaced_at:
+            coverage, replaced_at = replace(coverage, pinned_post_id=None), None
+        coverage, post = evolve(coverage, post, event)
+        if isinstance(event.data, PostPinned):
+            replaced_at = next_pin
+        assert post is not None
+        yield event, post, coverage.pinned_post_id == post.id

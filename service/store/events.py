@@ -35,6 +35,15 @@ _NOTIFY = "SELECT pg_notify($1, $2)"
 _COLUMNS = "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash"
 _STREAM = f"SELECT {_COLUMNS} FROM events WHERE coverage_id = $1 AND version <= $2 ORDER BY version"  # noqa: S608 (constant column list)
 _COUNT = "SELECT count(*) FROM events"
+# A post's own events (index events_post) and, with each pin, when the next pin of the coverage replaced it
+# (index events_pins): all a post's history needs, however long the coverage.
+_POST_STREAM = f"""
+SELECT {_COLUMNS}, CASE WHEN type = 'post.pinned' THEN (
+    SELECT min(p.version) FROM events p
+    WHERE p.coverage_id = events.coverage_id AND p.type = 'post.pinned' AND p.version > events.version
+) END AS pin_replaced_at
+FROM events WHERE post_id = $1 AND coverage_id = $2 ORDER BY version
+"""  # noqa: S608 (constant column list)
 
 
 async def lock_stream(conn: Connection, coverage_id: str) -> None:
@@ -133,6 +142,13 @@ def from_row(row: asyncpg.Record) -> RecordedEvent:
 async def read_stream(conn: Connection, coverage_id: str, up_to_version: int = 2**31 - 1) -> Sequence[RecordedEvent]:
     """A coverage's events in version order, up to and including `up_to_version`."""
     return [from_row(row) for row in await conn.fetch(_STREAM, coverage_id, up_to_version)]
+
+
+async def read_post_stream(
+    conn: Connection, coverage_id: str, post_id: str
+) -> Sequence[tuple[RecordedEvent, int | None]]:
+    """One post's events in version order, each pin with the version at which another pin replaced it."""
+    return [(from_row(row), row["pin_replaced_at"]) for row in await conn.fetch(_POST_STREAM, post_id, coverage_id)]
 
 
 async def count(conn: Connection) -> int:

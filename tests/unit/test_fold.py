@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,10 +29,11 @@ from service.domain.events import (
     PostPinned,
     PostPublished,
     PostRetracted as Retracted,
+    PostUnpinned,
     RecordedEvent,
     event_type,
 )
-from service.domain.state import Timeline, replay
+from service.domain.state import PostState, Timeline, fold, post_history, replay
 
 T0 = datetime(2022, 11, 10, 9, 0, tzinfo=UTC)
 P1, P2 = "01890a5d-ac96-774b-bcce-b302099a8057", "01890a5d-ac96-774b-bcce-b302099a8058"
@@ -138,3 +140,54 @@ def test_publish_sanitises_text_to_the_allowlist() -> None:
     )
     assert event.body[0] == Paragraph(text="AT&amp;T <em>said</em>")
     assert event.title == "<i>T</i>"
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_a_posts_own_events_give_the_history_a_whole_coverage_replay_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    ids = [f"01890a5d-ac96-774b-bcce-b302099a80{n:02d}" for n in range(5)]
+    changes: list[tuple[str | None, AnyEvent]] = [OPEN]
+    published: list[str] = []
+    retracted: set[str] = set()
+    pinned: str | None = None
+    for _ in range(60):
+        live = [p for p in published if p not in retracted]
+        action = rng.choice(["publish", "edit", "pin", "pin", "unpin", "retract"])
+        if action == "publish" and len(published) < len(ids):
+            published.append(ids[len(published)])
+            changes.append((published[-1], PostPublished(body=para("p"))))
+        elif action == "edit" and live:
+            changes.append((rng.choice(live), PostEdited(title=f"t{rng.random()}")))
+        elif action == "pin" and live:
+            pinned = rng.choice(live)
+            changes.append((pinned, PostPinned()))
+        elif action == "unpin" and pinned is not None:
+            changes.append((pinned, PostUnpinned()))
+            pinned = None
+        elif action == "retract" and len(live) > 1:
+            gone = rng.choice(live)
+            retracted.add(gone)
+            pinned = None if pinned == gone else pinned
+            changes.append((gone, Retracted(reason="r")))
+    stream = log(*changes)
+    expected: dict[str, list[tuple[int, PostState, bool]]] = {}
+    timeline = Timeline()
+    for event in stream:
+        fold(timeline, event)
+        if event.post_id is not None:
+            assert timeline.coverage is not None
+            state = timeline.posts[event.post_id]
+            expected.setdefault(event.post_id, []).append(
+                (event.version, state, timeline.coverage.pinned_post_id == event.post_id)
+            )
+    pins = [e.version for e in stream if isinstance(e.data, PostPinned)]
+    base = timeline.coverage
+    assert base is not None
+    for post_id, steps in expected.items():
+        own = [e for e in stream if e.post_id == post_id]
+        with_next_pin = [
+            (e, min((v for v in pins if v > e.version), default=None) if isinstance(e.data, PostPinned) else None)
+            for e in own
+        ]
+        got = [(event.version, state, was_pinned) for event, state, was_pinned in post_history(base, with_next_pin)]
+        assert got == steps, post_id
