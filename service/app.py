@@ -16,13 +16,13 @@ from service import logs
 from service.api.audit import AuditController
 from service.api.coverages import CoverageController
 from service.api.dependencies import DEPENDENCIES
+from service.api.edge import edge
 from service.api.health import health, ready
-from service.api.live import CoverageVersions, RenderedPages
-from service.api.metrics import MetricsController, count_statement, prometheus
+from service.api.live import CoverageVersions, RenderedPages, SharedReads
+from service.api.metrics import MetricsController, count_statement
 from service.api.posts import PostController
 from service.api.problems import internal_error, problem_plugin
 from service.api.readers import ReaderController
-from service.api.request_id import request_id_middleware
 from service.config import Settings
 from service.store import schema
 from service.store.listen import ChangeListener
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         finally:
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             CoverageController,
             ReaderController,
@@ -95,9 +95,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         dependencies=DEPENDENCIES,
         plugins=[problem_plugin()],
         exception_handlers={Exception: internal_error},
-        middleware=[request_id_middleware, prometheus().middleware],
         lifespan=[database],
-        state=State({"settings": settings, "versions": versions, "pages": pages}),
+        state=State({"settings": settings, "versions": versions, "pages": pages, "reads": SharedReads()}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Liveline",
@@ -109,3 +108,6 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             ),
         ),
     )
+    # In front of litestar's router: request ids, CORS, metrics, access log, and the fast path (api/edge.py).
+    app.asgi_handler = edge(app.asgi_handler, settings, versions, pages)
+    return app

@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -52,6 +53,22 @@ def worker_app() -> Litestar:
     return create_app(worker=True)
 
 
+LISTEN_BACKLOG = 65_535
+
+
+def raise_open_files_limit() -> int:
+    """Every open stream is a file descriptor: lift the soft limit to the hard one and return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 @contextmanager
 def _database(*, migrate: bool = False, require_head: bool = True) -> Iterator[str]:
     """The DSN every command works on: DATABASE_URL or the embedded database, migrated to head (or refused)."""
@@ -91,6 +108,7 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
         os.environ["DATABASE_URL"] = dsn
         where = "external" if settings.database_url else "embedded"
         click.echo(f"liveline: serving http://{host}:{port} (database {where})")
+        open_files = raise_open_files_limit()
         Server(
             "service.cli:worker_app",
             factory=True,
@@ -100,6 +118,10 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
             interface=Interfaces.ASGI,
             loop=Loops.uvloop,
             log_access=False,
+            # Streams and long polls are open requests: granian's defaults (1,024 queued, backlog/workers in flight)
+            # would stall the 1,025th reader and every publish behind it. The kernel caps the queue at somaxconn.
+            backlog=LISTEN_BACKLOG,
+            backpressure=max(open_files - 256, 1024) // workers,
         ).serve()
 
 

@@ -20,6 +20,7 @@ ENVIRONMENT = {
     "rendered_cache_size": "LIVELINE_RENDERED_CACHE_SIZE",
     "stream_keepalive": "LIVELINE_STREAM_KEEPALIVE",
     "log_level": "LIVELINE_LOG_LEVEL",
+    "cors_origins": "LIVELINE_CORS_ORIGINS",
 }
 
 
@@ -40,11 +41,16 @@ class Settings(Struct, frozen=True, kw_only=True):
     stream_keepalive: float = 15.0
     """Seconds between keep-alive comments on an idle event stream."""
     log_level: str = "INFO"
+    cors_origins: list[str] = []
+    """Browser origins (e.g. https://cms.example.org) that may call write and auditor routes; public reads
+    answer every origin. From a comma-separated list; `*` opens everything (not for production)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        raw = {field: environ[var] for field, var in ENVIRONMENT.items() if environ.get(var)}
+        raw: dict[str, object] = {field: environ[var] for field, var in ENVIRONMENT.items() if environ.get(var)}
+        if isinstance(origins := raw.get("cors_origins"), str):
+            raw["cors_origins"] = [origin.strip() for origin in origins.split(",") if origin.strip()]
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:

@@ -1,21 +1,27 @@
 """Conditional GETs that cost nothing: ETags derived from the coverage version this process already knows,
-`If-None-Match` → 304 without the database, rendered answers kept in a bounded LRU."""
+`If-None-Match` → 304 without the database, rendered answers kept in a bounded LRU with their gzip and brotli
+forms (made once per rendered version, each with its own ETag)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
 
-from service.api.live import CoverageVersions, Rendered, RenderedPages
+from service.api.live import CoverageVersions, Rendered, RenderedPages, SharedReads
 from service.config import Settings
 
 _encoder = msgspec.json.Encoder()
 PRIVATE = "private, no-store"
+VARY = "Accept, Accept-Encoding, Authorization"
+COMPRESS_FROM = 512
+"""Bytes: smaller answers are sent as they are (compression would save less than its headers cost)."""
+_SUFFIX = {"br": "br", "gzip": "gz"}
 
 Render = Callable[[], Awaitable[tuple[int, object]]]
 """Reads the database and returns (the coverage version it saw, the content to send)."""
@@ -25,12 +31,11 @@ def public_cache_control(settings: Settings) -> str:
     return f"public, max-age={settings.cache_max_age}, stale-while-revalidate={settings.cache_stale_while_revalidate}"
 
 
-def etag_matches(request: Request[Any, Any, State], etag: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if header is None:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if if_none_match is None:
         return False
     # Weak comparison (RFC 9110 §13.1.2): proxies that compress often weaken our strong tags.
-    candidates = {candidate.strip().removeprefix("W/") for candidate in header.split(",")}
+    candidates = {candidate.strip().removeprefix("W/") for candidate in if_none_match.split(",")}
     return "*" in candidates or etag in candidates
 
 
@@ -43,18 +48,53 @@ def version_etag(version: int, variant: str) -> str:
     return f'"{version}-{hashlib.blake2b(variant.encode(), digest_size=6).hexdigest()}"'
 
 
-def variant_of(request: Request[Any, Any, State], media_type: str) -> str:
-    query = "&".join(sorted(f"{k}={v}" for k, values in request.query_params.dict().items() for v in values))
-    return f"{request.url.path}?{query}#{media_type}"
+def variant_of(path: str, query_string: bytes, media_type: str) -> str:
+    """What a rendered answer depends on besides the coverage version; the fast path computes it the same way."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return f"{path}?{'&'.join(sorted(f'{k}={v}' for k, v in pairs))}#{media_type}"
 
 
-def send(
-    request: Request[Any, Any, State], body: bytes, etag: str, cache_control: str, media_type: str
-) -> Response[Any]:
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept, Authorization"}
-    if etag_matches(request, etag):
-        return Response(b"", status_code=304, headers=headers, media_type=media_type)
-    return Response(body, headers=headers, media_type=media_type)
+def negotiate(accept_encoding: str | None, size: int) -> str | None:
+    """br, then gzip, when the client accepts it (q > 0) and the body is worth compressing."""
+    if not accept_encoding or size < COMPRESS_FROM:
+        return None
+    accepted: set[str] = set()
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if params.strip().replace(" ", "") not in {"q=0", "q=0.0", "q=0.00", "q=0.000"}:
+            accepted.add(coding.strip().lower())
+    for coding in ("br", "gzip"):
+        if coding in accepted:
+            return coding
+    return None
+
+
+def encoded_etag(etag: str, coding: str | None) -> str:
+    """Each content coding is a different representation, so it gets its own strong ETag."""
+    return etag if coding is None else f'{etag[:-1]}.{_SUFFIX[coding]}"'
+
+
+def cached_answer(
+    headers: Mapping[str, str], rendered: Rendered, cache_control: str
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of a rendered answer for a request with these headers: 304 when the client holds
+    it, otherwise the body in the best coding it accepts. One definition for litestar and the fast path."""
+    coding = negotiate(headers.get("accept-encoding"), len(rendered.body))
+    etag = encoded_etag(rendered.etag, coding)
+    answer = {"ETag": etag, "Cache-Control": cache_control, "Vary": VARY}
+    if etag_matches(headers.get("if-none-match"), etag):
+        return 304, answer, b""
+    answer["Content-Type"] = rendered.media_type
+    if coding is None:
+        return 200, answer, rendered.body
+    answer["Content-Encoding"] = coding
+    return 200, answer, rendered.encoded(coding)
+
+
+def send(request: Request[Any, Any, State], rendered: Rendered, cache_control: str) -> Response[Any]:
+    status, headers, body = cached_answer(request.headers, rendered, cache_control)
+    media_type = headers.pop("Content-Type", rendered.media_type)
+    return Response(body, status_code=status, headers=headers, media_type=media_type)
 
 
 def conditional_json(
@@ -71,7 +111,12 @@ def conditional_json(
     annotate the view type for OpenAPI.
     """
     body = _encoder.encode(content)
-    return send(request, body, etag or digest_etag(body), cache_control, media_type)
+    return send(request, Rendered(body, etag or digest_etag(body), media_type), cache_control)
+
+
+def read_key(versions: CoverageVersions, path: str, query_string: bytes, media_type: str, extra: str = "") -> str:
+    # The epoch changes when a rebuild swaps the reader tables: nothing rendered before is reused after.
+    return f"{versions.epoch}|{variant_of(path, query_string, media_type)}|{extra}"
 
 
 async def coverage_read(
@@ -92,24 +137,31 @@ async def coverage_read(
     """
     versions: CoverageVersions = request.app.state.versions
     pages: RenderedPages = request.app.state.pages
-    # The epoch changes when a rebuild swaps the reader tables: nothing rendered before is reused after.
-    variant = f"{versions.epoch}|{variant_of(request, media_type)}|{variant_extra}"
+    variant = read_key(versions, request.scope["path"], request.scope["query_string"], media_type, variant_extra)
     known = versions.known(coverage_id)
     if known is not None:
-        if etag_of is None:
-            tag = version_etag(known, variant)
-            if etag_matches(request, tag):
-                return send(request, b"", tag, cache_control, media_type)
         hit = pages.get((coverage_id, known, variant))
         if hit is not None:
-            return send(request, hit.body, hit.etag, cache_control, media_type)
-    generation = versions.generation
-    version, content = await render()
-    body = _encoder.encode(content)
-    tag = etag_of(content) if etag_of else version_etag(version, variant)
-    pages.put((coverage_id, version, variant), Rendered(body, tag))
-    versions.observe(coverage_id, version, generation)
-    return send(request, body, tag, cache_control, media_type)
+            return send(request, hit, cache_control)
+        if etag_of is None:
+            tag = version_etag(known, variant)
+            if etag_matches(request.headers.get("if-none-match"), tag):
+                return send(request, Rendered(b"", tag, media_type), cache_control)
+
+    async def render_once() -> Rendered:
+        generation = versions.generation
+        version, content = await render()
+        body = _encoder.encode(content)
+        tag = etag_of(content) if etag_of else version_etag(version, variant)
+        rendered = Rendered(body, tag, media_type)
+        pages.put((coverage_id, version, variant), rendered)
+        versions.observe(coverage_id, version, generation)
+        return rendered
+
+    # Readers woken by one change ask at once: one of them renders, the others share its answer.
+    shared: SharedReads = request.app.state.reads
+    rendered = await shared.run(None if known is None else (coverage_id, known, variant), render_once)
+    return send(request, rendered, cache_control)
 
 
 def encode(content: object) -> bytes:

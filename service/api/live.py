@@ -4,10 +4,12 @@ the LISTEN connection, and rendered read answers keyed by (coverage, version, va
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
-from msgspec import Struct
+import brotli
 
 
 class CoverageVersions:
@@ -68,9 +70,69 @@ class CoverageVersions:
             changed.cancel()
 
 
-class Rendered(Struct, frozen=True):
-    body: bytes
-    etag: str
+T = TypeVar("T")
+
+
+class SharedReads:
+    """Identical reads in flight at once share one database round trip: the first caller reads, the rest await it.
+
+    After a change, every stream and long poll of a coverage wakes in the same loop iteration and asks for the
+    same thing (the changes since the same cursor, at the same version), so the audience costs one read.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self.reads = 0
+        """Reads actually made (the rest were shared): for tests and metrics."""
+
+    async def run(self, key: Hashable | None, read: Callable[[], Awaitable[T]]) -> T:
+        if key is None:
+            return await read()
+        future = self._inflight.get(key)
+        if future is not None:
+            result: T = await asyncio.shield(future)
+            return result
+        future = self._inflight[key] = asyncio.get_running_loop().create_future()
+        self.reads += 1
+        try:
+            value = await read()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: nobody may be waiting, and asyncio would log it as lost
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._inflight[key]
+
+
+class Rendered:
+    """One rendered answer and its compressed forms, each made once, the first time a client accepts it."""
+
+    __slots__ = ("_encoded", "body", "etag", "media_type")
+
+    def __init__(self, body: bytes, etag: str, media_type: str = "application/json") -> None:
+        self.body = body
+        self.etag = etag
+        self.media_type = media_type
+        self._encoded: dict[str, bytes] = {}
+
+    def encoded(self, coding: str) -> bytes:
+        found = self._encoded.get(coding)
+        if found is None:
+            found = self._encoded[coding] = compress(self.body, coding)
+        return found
+
+
+def compress(body: bytes, coding: str) -> bytes:
+    if coding == "br":
+        compressed: bytes = brotli.compress(body, quality=5)
+        return compressed
+    return gzip.compress(body, compresslevel=6, mtime=0)
 
 
 class RenderedPages:

@@ -36,7 +36,8 @@ from service.store import events
 from service.store.pool import Connection, snapshot
 from service.writes import Answer, Change
 
-_IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?"$')
+# A post's ETag, as GET sent it: the revision, marked when pinned, and by its content coding when compressed.
+_IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?(?:\.gz|\.br)?"$')
 
 
 def post_etag(post: PostState, pinned_post_id: str | None) -> str:

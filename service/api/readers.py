@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -26,7 +27,7 @@ from service.api.auth import CHALLENGE, authenticate, may
 from service.api.caching import PRIVATE, conditional_json, coverage_read, public_cache_control
 from service.api.coverages import find_coverage
 from service.api.cursors import decode_cursor, decode_page, encode_cursor, encode_page
-from service.api.live import CoverageVersions
+from service.api.live import CoverageVersions, SharedReads
 from service.api.problems import problems
 from service.api.views import ChangesPage, CoverageView, TimelinePage, coverage_view, post_view, tombstone
 from service.config import Settings
@@ -316,21 +317,24 @@ class ReaderController(Controller):
             # Nothing more will come: 204 tells EventSource to stop reconnecting.
             return Response(b"", status_code=204)  # type: ignore[return-value]
         return ServerSentEvent(
-            self._events(request.app.state.versions, pool, settings, coverage_id, start),
+            self._events(request, pool, settings, coverage_id, start),
             headers={"Cache-Control": "no-store"},
         )
 
     @staticmethod
     async def _events(
-        versions: CoverageVersions, pool: asyncpg.Pool, settings: Settings, coverage_id: str, cursor: int
+        request: Request[Any, Any, State], pool: asyncpg.Pool, settings: Settings, coverage_id: str, cursor: int
     ) -> AsyncIterator[ServerSentEventMessage]:
+        versions: CoverageVersions = request.app.state.versions
+        shared: SharedReads = request.app.state.reads
         sent_pin: object = object()
         sent_coverage: CoverageView | None = None
         yield ServerSentEventMessage(data=None, comment="liveline stream", retry=2000)
         while not versions.closing.is_set():
+            known = versions.known(coverage_id)
+            key = None if known is None else ("stream", coverage_id, cursor, known)
             try:
-                async with snapshot(pool) as conn:
-                    found = await read_changes(conn, coverage_id, cursor, 100)
+                batch = await shared.run(key, partial(_read_batch, pool, settings, coverage_id, cursor))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("stream of %s: database unavailable (%s); retrying", coverage_id, type(exc).__name__)
                 await asyncio.sleep(1.0)
@@ -338,23 +342,17 @@ class ReaderController(Controller):
             except DomainError as exc:  # the read model no longer knows this point: let the client start over
                 log.warning("stream of %s ends: %s", coverage_id, exc.detail)
                 return
-            coverage = found.coverage
-            for post in found.posts:
-                event_id = encode_cursor(coverage_id, post.version)
-                if post.retracted:
-                    yield _message("removed", event_id, tombstone(post))
-                else:
-                    yield _message("post", event_id, post_view(post, coverage.pinned_post_id))
-            cursor = found.upto
-            event_id = encode_cursor(coverage_id, cursor)
+            for message in batch.posts:
+                yield message
+            cursor = batch.changes.upto
+            coverage = batch.changes.coverage
             if coverage.pinned_post_id != sent_pin:
                 sent_pin = coverage.pinned_post_id
-                yield _message("pinned", event_id, {"post_id": coverage.pinned_post_id})
-            view = coverage_view(coverage, found.latest_post_id, settings.poll_interval)
-            if sent_coverage is None or _gist(view) != _gist(sent_coverage):
-                sent_coverage = view
-                yield _message("coverage", event_id, view)
-            if found.has_more:
+                yield batch.pinned
+            if sent_coverage is None or _gist(batch.view) != _gist(sent_coverage):
+                sent_coverage = batch.view
+                yield batch.coverage
+            if batch.changes.has_more:
                 continue
             if coverage.status == "ended":
                 return
@@ -365,6 +363,37 @@ class ReaderController(Controller):
                 await asyncio.sleep(1.0)
             if known == cursor and not versions.closing.is_set():
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
+
+
+class StreamBatch(Struct, frozen=True):
+    """What one read gives every stream at a cursor, encoded once: post/removed messages, pin and coverage."""
+
+    changes: Changes
+    posts: list[ServerSentEventMessage]
+    pinned: ServerSentEventMessage
+    coverage: ServerSentEventMessage
+    view: CoverageView
+
+
+async def _read_batch(pool: asyncpg.Pool, settings: Settings, coverage_id: str, cursor: int) -> StreamBatch:
+    async with snapshot(pool) as conn:
+        found = await read_changes(conn, coverage_id, cursor, 100)
+    coverage = found.coverage
+    posts = [
+        _message("removed", encode_cursor(coverage_id, post.version), tombstone(post))
+        if post.retracted
+        else _message("post", encode_cursor(coverage_id, post.version), post_view(post, coverage.pinned_post_id))
+        for post in found.posts
+    ]
+    event_id = encode_cursor(coverage_id, found.upto)
+    view = coverage_view(coverage, found.latest_post_id, settings.poll_interval)
+    return StreamBatch(
+        changes=found,
+        posts=posts,
+        pinned=_message("pinned", event_id, {"post_id": coverage.pinned_post_id}),
+        coverage=_message("coverage", event_id, view),
+        view=view,
+    )
 
 
 def _gist(view: CoverageView) -> CoverageView:

@@ -1,0 +1,206 @@
+"""The edge: what every HTTP request passes before litestar's router. Request ids, CORS, request metrics and the
+access log for all; and the fast path, which answers a repeat public read straight from the rendered answers.
+
+One raw ASGI layer, hand-written on purpose:
+- litestar's middleware runs after routing, and its CORSConfig applies one policy to the whole app, while public
+  reads must answer any origin and writes only the origins an operator names (`LIVELINE_CORS_ORIGINS`);
+- the fast path bypasses routing, parameter parsing and dependency injection, which cost a conditional poll
+  several times what answering it does. It answers only from an entry the slow path rendered for exactly this
+  (coverage, version, path, query, media type), through the same `cached_answer`, so both paths send the same
+  bytes and headers (tests/integration/test_edge.py compares them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
+from prometheus_client import Counter
+
+from service import logs
+from service.api.caching import cached_answer, public_cache_control, read_key
+from service.api.live import CoverageVersions, RenderedPages
+from service.config import Settings
+
+access = logging.getLogger("liveline.access")
+REQUESTS = Counter("liveline_http_requests_total", "HTTP requests answered", ["method", "status"])
+FAST = Counter("liveline_fast_path_total", "Public reads answered from memory before routing", ["status"])
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PUBLIC = re.compile(r"^/v1/coverages(?:/|$)")
+_FAST_ROUTE = re.compile(r"^/v1/coverages/([^/]+)(?:/timeline|/changes|/posts/[^/]+(?:/history)?)?$")
+_WAITING = re.compile(rb"(?:^|&)wait=0*[1-9]")
+PUBLIC_HEADERS = "Accept, If-None-Match, Last-Event-ID, X-Request-ID"
+WRITE_HEADERS = f"{PUBLIC_HEADERS}, Authorization, Content-Type, If-Match, Idempotency-Key"
+EXPOSED = "ETag, Location, Retry-After, X-Request-ID"
+READER_ERRORS = (404, 410)
+
+
+class RequestIds:
+    """The client's X-Request-ID when sane, else a cheap unique one: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(4).hex()
+        self._counter = itertools.count(1)
+
+    def of(self, sent: str | None) -> str:
+        if sent and _SANE_ID.match(sent):
+            return sent
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _cors(method: str, path: str, origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
+    """CORS headers of an answer: any origin for public reads, named origins for everything else."""
+    if origin is None:
+        return {}
+    if method in ("GET", "HEAD") and _PUBLIC.match(path):
+        return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSED}
+    if origin in allowed or "*" in allowed:
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": EXPOSED, "Vary": "Origin"}
+    return {}
+
+
+def _preflight(path: str, headers: Mapping[str, str], allowed: frozenset[str]) -> dict[str, str] | None:
+    """The answer to a CORS preflight, or None when this is a plain OPTIONS request for litestar."""
+    origin, method = headers.get("origin"), headers.get("access-control-request-method")
+    if origin is None or method is None:
+        return None
+    if origin in allowed or "*" in allowed:
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE",
+            "Access-Control-Allow-Headers": WRITE_HEADERS,
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        }
+    if method in ("GET", "HEAD") and _PUBLIC.match(path):
+        return {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "GET, HEAD",
+            "Access-Control-Allow-Headers": PUBLIC_HEADERS,
+            "Access-Control-Max-Age": "86400",
+        }
+    return {}  # answered without permission: the browser refuses the request
+
+
+def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: RenderedPages) -> ASGIApp:
+    allowed = frozenset(settings.cors_origins)
+    cache_control = public_cache_control(settings)
+    reader_error_cache = f"public, max-age={settings.cache_max_age}"
+    ids = RequestIds()
+
+    def fast(scope: Scope, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+        """A public read already rendered at the coverage's current version, or None for litestar to answer."""
+        if scope.get("method") != "GET" or "authorization" in headers:
+            return None
+        route = _FAST_ROUTE.match(scope["path"])
+        if route is None or _WAITING.search(scope["query_string"]) or "ld+json" in headers.get("accept", ""):
+            return None
+        coverage_id = route[1]
+        known = versions.known(coverage_id)
+        if known is None:
+            return None
+        key = read_key(versions, scope["path"], scope["query_string"], "application/json")
+        rendered = pages.get((coverage_id, known, key))
+        return None if rendered is None else cached_answer(headers, rendered, cache_control)
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = _headers(scope)
+        method, path = cast("str", scope.get("method")), scope["path"]
+        request_id = ids.of(headers.get("x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        extra = {"X-Request-ID": request_id, **_cors(method, path, headers.get("origin"), allowed)}
+
+        def finished(status: int, fast_path: bool) -> None:
+            REQUESTS.labels(method, status).inc()
+            if fast_path:
+                FAST.labels(status).inc()
+            access.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+        answer = _preflight(path, headers, allowed) if method == "OPTIONS" else None
+        if answer is not None:
+            await _respond(send, 204, {**answer, "X-Request-ID": request_id}, b"")
+            finished(204, fast_path=False)
+            return
+        quick = fast(scope, headers)
+        if quick is not None:
+            status, answer, body = quick
+            await _respond(send, status, {**answer, **extra}, body)
+            finished(status, fast_path=True)
+            return
+
+        status_sent = 500
+
+        async def send_with_edge(message: Message) -> None:
+            nonlocal status_sent
+            if message["type"] == "http.response.start":
+                status_sent = message["status"]
+                added = dict(extra)
+                if status_sent in READER_ERRORS and method == "GET" and "authorization" not in headers:
+                    added.setdefault("Cache-Control", reader_error_cache)  # a cache absorbs floods of bad URLs
+                message["headers"] = _merged(message.get("headers", []), added)
+            await send(message)
+
+        token = logs.request_id.set(request_id)
+        try:
+            await app(scope, receive, send_with_edge)
+        finally:
+            logs.request_id.reset(token)
+            finished(status_sent, fast_path=False)
+
+    return handle
+
+
+def _merged(raw: Iterable[tuple[bytes, bytes]], added: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Response headers plus ours; ours replace same-named ones, except Vary, which is joined."""
+    replaced = {name.lower().encode("latin-1") for name in added}
+    kept: list[tuple[bytes, bytes]] = []
+    vary: list[bytes] = []
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered == b"vary":
+            vary.append(value)
+        elif lowered == b"cache-control" and "Cache-Control" in added:
+            added.pop("Cache-Control")  # the handler chose its own caching: keep it
+            kept.append((name, value))
+        elif lowered not in replaced:
+            kept.append((name, value))
+    if "Vary" in added:
+        vary.append(added.pop("Vary").encode("latin-1"))
+    kept.extend((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in added.items())
+    if vary:
+        kept.append((b"vary", b", ".join(vary)))
+    return kept
+
+
+async def _respond(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": raw}
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)

@@ -1,0 +1,136 @@
+"""The edge in front of litestar: the fast path answers exactly like the slow one, compression is negotiated and
+paid once per rendered version, CORS opens public reads to every origin and writes only to configured ones."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+
+import brotli
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.api.edge import FAST
+from service.api.metrics import SQL_STATEMENTS
+from service.app import create_app
+from service.config import Settings
+from tests.support import Api, paragraph
+
+CMS = "https://cms.example.org"
+
+
+def fast_answers() -> float:
+    return sum(sample.value for metric in FAST.collect() for sample in metric.samples if sample.name.endswith("_total"))
+
+
+def comparable(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in {"x-request-id", "date"}}
+
+
+async def seeded(api: Api, posts: int = 20) -> str:
+    await api.open()
+    for n in range(posts):
+        await api.publish(body=paragraph(f"Post {n}: " + "the withdrawal from Kherson continues " * 3))
+    return "/v1/coverages/kherson/timeline"
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip", "br"])
+async def test_the_fast_path_sends_what_the_slow_path_sent(api: Api, encoding: str | None) -> None:
+    url = await seeded(api)
+    headers = {"Accept-Encoding": encoding or "identity"}
+    slow = await api.client.get(url, headers=headers)
+    before = fast_answers()
+    fast = await api.client.get(url, headers=headers)
+    assert fast_answers() == before + 1, "the second read was answered before routing"
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert comparable(dict(fast.headers)) == comparable(dict(slow.headers))
+    not_modified = await api.client.get(url, headers={**headers, "If-None-Match": slow.headers["etag"]})
+    assert not_modified.status_code == 304 and not_modified.headers["etag"] == slow.headers["etag"]
+
+
+async def test_compressed_once_with_an_etag_per_coding(api: Api) -> None:
+    url = await seeded(api)
+    plain = await api.client.get(url, headers={"Accept-Encoding": "identity"})
+    raw = {}
+    for coding in ("gzip", "br"):
+        answer = await api.client.get(url, headers={"Accept-Encoding": coding})
+        assert answer.headers["content-encoding"] == coding
+        assert "Accept-Encoding" in answer.headers["vary"]
+        raw[coding] = answer
+    assert len(raw["br"].headers["etag"]) > 2 and len({plain.headers["etag"], raw["gzip"].headers["etag"], raw["br"].headers["etag"]}) == 3
+    assert plain.content == raw["gzip"].content == raw["br"].content, "httpx decodes: same JSON in every coding"
+    wire = len(plain.content)
+    assert wire > 4_000
+    statements = SQL_STATEMENTS._value.get()
+    for accept, held in (("gzip", "gzip"), ("br", "br"), ("gzip, br;q=0", "gzip"), ("br;q=0, gzip", "gzip")):
+        again = await api.client.get(url, headers={"Accept-Encoding": accept, "If-None-Match": raw[held].headers["etag"]})
+        assert again.status_code == 304, accept
+    assert SQL_STATEMENTS._value.get() == statements, "no coding costs a database read"
+
+
+async def test_compressed_bytes_decode_to_the_plain_answer(api: Api) -> None:
+    url = await seeded(api)
+    plain = (await api.client.get(url, headers={"Accept-Encoding": "identity"})).content
+    async with api.client.stream("GET", url, headers={"Accept-Encoding": "br"}) as answer:
+        wire = b"".join([chunk async for chunk in answer.aiter_raw()])
+    assert brotli.decompress(wire) == plain and len(wire) < len(plain) / 3
+    async with api.client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as answer:
+        wire = b"".join([chunk async for chunk in answer.aiter_raw()])
+    assert gzip.decompress(wire) == plain and len(wire) < len(plain) / 3
+
+
+async def test_public_reads_answer_any_origin_and_reader_errors_are_cacheable(api: Api) -> None:
+    url = await seeded(api, posts=1)
+    answer = await api.client.get(url, headers={"Origin": "https://news.example.com"})
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert "ETag" in answer.headers["access-control-expose-headers"]
+    preflight = await api.client.options(
+        "/v1/coverages/kherson/stream",
+        headers={
+            "Origin": "https://news.example.com",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+    )
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
+    assert "Last-Event-ID" in preflight.headers["access-control-allow-headers"]
+    assert "Authorization" not in preflight.headers["access-control-allow-headers"]
+    missing = await api.client.get("/v1/coverages/no-such-coverage/timeline", headers={"Origin": "https://x.example"})
+    assert missing.status_code == 404 and missing.headers["cache-control"].startswith("public, max-age=")
+    assert missing.headers["access-control-allow-origin"] == "*"
+
+
+async def test_writes_answer_only_configured_origins(api: Api) -> None:
+    await seeded(api, posts=0)
+    preflight = await api.client.options(
+        "/v1/coverages/kherson/posts",
+        headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    write = await api.publish(headers={"Origin": "https://elsewhere.example"})
+    assert "access-control-allow-origin" not in write.headers
+
+
+@pytest.fixture
+async def cms_client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    settings = Settings(database_url=database_url, cors_origins=[CMS])
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def test_a_configured_origin_may_write(cms_client: AsyncTestClient, editor_token: str) -> None:  # type: ignore[type-arg]
+    preflight = await cms_client.options(
+        "/v1/coverages",
+        headers={"Origin": CMS, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"},
+    )
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == CMS
+    assert "Authorization" in preflight.headers["access-control-allow-headers"] and "Origin" in preflight.headers["vary"]
+    opened = await cms_client.post(
+        "/v1/coverages", json={"id": "cms", "title": "CMS"}, headers={"Origin": CMS, "Authorization": f"Bearer {editor_token}"}
+    )
+    assert opened.status_code == 201 and opened.headers["access-control-allow-origin"] == CMS
+    assert "Origin" in opened.headers["vary"] and "Location" in opened.headers["access-control-expose-headers"]
+    assert Settings.from_env({"LIVELINE_CORS_ORIGINS": f"{CMS}, https://desk.example.org"}).cors_origins == [
+        CMS,
+        "https://desk.example.org",
+    ]
