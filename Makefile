@@ -35,3 +35,4 @@ openapi: $(BIN)/.installed
 bench: $(BIN)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.polls
+	$(BIN)/python -m bench.fanout --subscribers 2000 10000

@@ -45,7 +45,7 @@ def close_streams_on_signals(versions: CoverageVersions) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal(_signum: int, _frame: object) -> None:
-        loop.call_soon_threadsafe(versions.closing.set)
+        loop.call_soon_threadsafe(versions.close)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             try:
                 yield
             finally:
-                versions.closing.set()  # long polls and streams end now, not when the server gives up on them
+                versions.close()  # long polls and streams end now, not when the server gives up on them
                 await listener.stop()
         finally:
             await pool.close()

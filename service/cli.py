@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 import resource
@@ -50,7 +51,21 @@ def worker_app() -> Litestar:
     """
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    return create_app(worker=True)
+    app = create_app(worker=True)
+    tune_garbage_collector()
+    return app
+
+
+def tune_garbage_collector() -> None:
+    """Collect young objects every 50,000 allocations instead of 700, and leave startup objects out of every scan.
+
+    Ten thousand open streams keep hundreds of thousands of objects alive, and each change allocates a few per
+    stream: with CPython's defaults the collector walked them so often that it took most of the CPU of a fan-out
+    (bench/fanout.py, 10,000 streams: 126 µs of server CPU per delivery with the defaults, 34 with this). What
+    a stream allocates is freed by reference counting; cycles wait a little longer to be found.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 LISTEN_BACKLOG = 65_535

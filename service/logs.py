@@ -1,8 +1,16 @@
-"""JSON logs, one object a line on stderr, each carrying the request id of the request that wrote it."""
+"""JSON logs, one object a line on stderr, each carrying the request id of the request that wrote it.
+
+Records are handed to a writer thread unformatted (logging's QueueHandler/QueueListener), so formatting and
+writing an access line per request costs the event loop only the hand-off.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import os
+import queue
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -32,13 +40,34 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(entry).decode()
 
 
+_writer_pid: int | None = None
+
+
+class Handoff(logging.handlers.QueueHandler):
+    """Queues the record as it is: QueueHandler would format it here, on the event loop."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()  # the writer thread cannot see this request's context
+        return record
+
+
 def configure(level: str) -> None:
-    """Send the `liveline` loggers to stderr as JSON (idempotent)."""
+    """Send the `liveline` loggers to stderr as JSON, through a writer thread (idempotent)."""
+    global _writer_pid
     logger = logging.getLogger("liveline")
     logger.setLevel(level.upper())
-    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+    if _writer_pid == os.getpid():
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logger.addHandler(handler)
+    # A forked worker inherits the handler but not the writer thread: start its own.
+    for stale in [h for h in logger.handlers if isinstance(h, Handoff)]:
+        logger.removeHandler(stale)
+    _writer_pid = os.getpid()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, writer)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is still queued
+    logger.addHandler(Handoff(records))
     logger.propagate = False

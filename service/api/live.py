@@ -23,7 +23,7 @@ class CoverageVersions:
     def __init__(self, on_advance: Callable[[str, int], None] | None = None) -> None:
         self._on_advance = on_advance
         self._versions: dict[str, int] = {}
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self.generation = 0
         self.epoch = 0
         """Identifies the reader tables' current build; a rebuild that swaps them changes it."""
@@ -48,26 +48,57 @@ class CoverageVersions:
         self.listening = listening
         self.epoch = epoch
         self._versions.clear()
-        for coverage_id in list(self._wakeups):
+        self._wake_all()
+
+    def close(self) -> None:
+        """The process is stopping: every long poll and stream ends now."""
+        self.closing.set()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for coverage_id in list(self._waiters):
             self._wake(coverage_id)
 
     def _wake(self, coverage_id: str) -> None:
-        event = self._wakeups.pop(coverage_id, None)
-        if event is not None:
-            event.set()
+        waiters = self._waiters.pop(coverage_id, None)
+        if waiters:
+            _release_slices(list(waiters), 0)
 
     async def wait(self, coverage_id: str, seconds: float) -> None:
-        """Until this coverage may have changed, the listener reconnects, the process closes, or `seconds`."""
+        """Until this coverage may have changed, the listener reconnects, the process closes, or `seconds`.
+
+        One future and one timer per waiter, nothing more: ten thousand streams wait here at once, and what each
+        wait allocates is what the garbage collector must walk.
+        """
         if seconds <= 0 or self.closing.is_set():
             return
-        event = self._wakeups.setdefault(coverage_id, asyncio.Event())
-        closing = asyncio.ensure_future(self.closing.wait())
-        changed = asyncio.ensure_future(event.wait())
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiters = self._waiters.setdefault(coverage_id, set())
+        waiters.add(waiter)
+        timer = loop.call_later(seconds, _release, waiter)
         try:
-            await asyncio.wait({closing, changed}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
-            closing.cancel()
-            changed.cancel()
+            timer.cancel()
+            waiters.discard(waiter)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+WAKE_SLICE = 64
+"""Waiters woken per turn of the event loop. Waking ten thousand streams at once would queue their deliveries
+ahead of everything else: a publish arriving then would wait behind all of them at each of its awaits."""
+
+
+def _release_slices(waiters: list[asyncio.Future[None]], start: int) -> None:
+    for waiter in waiters[start : start + WAKE_SLICE]:
+        _release(waiter)
+    if start + WAKE_SLICE < len(waiters):
+        asyncio.get_running_loop().call_soon(_release_slices, waiters, start + WAKE_SLICE)
 
 
 T = TypeVar("T")
@@ -80,14 +111,21 @@ class SharedReads:
     same thing (the changes since the same cursor, at the same version), so the audience costs one read.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 256) -> None:
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._recent: OrderedDict[Hashable, Any] = OrderedDict()
+        """Answers of the latest reads: streams woken a slice at a time ask after the read has finished."""
+        self._keep = keep
         self.reads = 0
         """Reads actually made (the rest were shared): for tests and metrics."""
 
     async def run(self, key: Hashable | None, read: Callable[[], Awaitable[T]]) -> T:
+        """`key` names everything the answer depends on, the coverage version included; None reads alone."""
         if key is None:
             return await read()
+        if key in self._recent:
+            done: T = self._recent[key]
+            return done
         future = self._inflight.get(key)
         if future is not None:
             result: T = await asyncio.shield(future)
@@ -105,6 +143,9 @@ class SharedReads:
             raise
         else:
             future.set_result(value)
+            self._recent[key] = value
+            if len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
             return value
         finally:
             del self._inflight[key]

@@ -328,7 +328,7 @@ class ReaderController(Controller):
         versions: CoverageVersions = request.app.state.versions
         shared: SharedReads = request.app.state.reads
         sent_pin: object = object()
-        sent_coverage: CoverageView | None = None
+        sent_gist: CoverageView | None = None
         yield ServerSentEventMessage(data=None, comment="liveline stream", retry=2000)
         while not versions.closing.is_set():
             known = versions.known(coverage_id)
@@ -342,16 +342,14 @@ class ReaderController(Controller):
             except DomainError as exc:  # the read model no longer knows this point: let the client start over
                 log.warning("stream of %s ends: %s", coverage_id, exc.detail)
                 return
-            for message in batch.posts:
-                yield message
             cursor = batch.changes.upto
             coverage = batch.changes.coverage
-            if coverage.pinned_post_id != sent_pin:
-                sent_pin = coverage.pinned_post_id
-                yield batch.pinned
-            if sent_coverage is None or _gist(batch.view) != _gist(sent_coverage):
-                sent_coverage = batch.view
-                yield batch.coverage
+            pin_changed = coverage.pinned_post_id != sent_pin
+            coverage_changed = sent_gist is None or batch.gist != sent_gist
+            sent_pin, sent_gist = coverage.pinned_post_id, batch.gist
+            chunk = batch.chunk(pin_changed, coverage_changed)
+            if chunk is not None:
+                yield chunk
             if batch.changes.has_more:
                 continue
             if coverage.status == "ended":
@@ -365,35 +363,53 @@ class ReaderController(Controller):
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
-class StreamBatch(Struct, frozen=True):
-    """What one read gives every stream at a cursor, encoded once: post/removed messages, pin and coverage."""
+class Encoded(ServerSentEventMessage):
+    """Bytes encoded once and sent as they are to every stream that needs them."""
 
-    changes: Changes
-    posts: list[ServerSentEventMessage]
-    pinned: ServerSentEventMessage
-    coverage: ServerSentEventMessage
-    view: CoverageView
+    def __init__(self, raw: bytes) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def encode(self) -> bytes:
+        return self.raw
+
+
+class StreamBatch:
+    """What one read gives every stream at a cursor, encoded once. Streams that last sent the same pin and
+    coverage get the very same bytes, in one chunk: one send per stream per change, whatever the audience."""
+
+    __slots__ = ("_chunks", "_coverage", "_pinned", "_posts", "changes", "gist", "view")
+
+    def __init__(self, changes: Changes, settings: Settings) -> None:
+        coverage, coverage_id = changes.coverage, changes.coverage.id
+        self.changes = changes
+        self.view = coverage_view(coverage, changes.latest_post_id, settings.poll_interval)
+        self.gist = _gist(self.view)
+        self._posts = b"".join(
+            _message("removed", encode_cursor(coverage_id, post.version), tombstone(post)).encode()
+            if post.retracted
+            else _message(
+                "post", encode_cursor(coverage_id, post.version), post_view(post, coverage.pinned_post_id)
+            ).encode()
+            for post in changes.posts
+        )
+        event_id = encode_cursor(coverage_id, changes.upto)
+        self._pinned = _message("pinned", event_id, {"post_id": coverage.pinned_post_id}).encode()
+        self._coverage = _message("coverage", event_id, self.view).encode()
+        self._chunks: dict[tuple[bool, bool], Encoded | None] = {}
+
+    def chunk(self, pin_changed: bool, coverage_changed: bool) -> Encoded | None:
+        key = (pin_changed, coverage_changed)
+        if key not in self._chunks:
+            raw = self._posts + (self._pinned if pin_changed else b"") + (self._coverage if coverage_changed else b"")
+            self._chunks[key] = Encoded(raw) if raw else None
+        return self._chunks[key]
 
 
 async def _read_batch(pool: asyncpg.Pool, settings: Settings, coverage_id: str, cursor: int) -> StreamBatch:
     async with snapshot(pool) as conn:
         found = await read_changes(conn, coverage_id, cursor, 100)
-    coverage = found.coverage
-    posts = [
-        _message("removed", encode_cursor(coverage_id, post.version), tombstone(post))
-        if post.retracted
-        else _message("post", encode_cursor(coverage_id, post.version), post_view(post, coverage.pinned_post_id))
-        for post in found.posts
-    ]
-    event_id = encode_cursor(coverage_id, found.upto)
-    view = coverage_view(coverage, found.latest_post_id, settings.poll_interval)
-    return StreamBatch(
-        changes=found,
-        posts=posts,
-        pinned=_message("pinned", event_id, {"post_id": coverage.pinned_post_id}),
-        coverage=_message("coverage", event_id, view),
-        view=view,
-    )
+    return StreamBatch(found, settings)
 
 
 def _gist(view: CoverageView) -> CoverageView:

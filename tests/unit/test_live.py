@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from service.api.live import CoverageVersions, Rendered, RenderedPages
+import asyncio
+
+from service.api.live import WAKE_SLICE, CoverageVersions, Rendered, RenderedPages, SharedReads
 
 
 def test_versions_move_forward_and_are_trusted_only_while_listening() -> None:
@@ -32,3 +34,42 @@ def test_pages_are_bounded_and_dropped_when_their_coverage_moves_on() -> None:
     for n in range(5):
         pages.put(("other", 2 + n, "timeline"), Rendered(b"z", '"z"'))
     assert len(pages) == 3
+
+
+async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the_rest() -> None:
+    versions = CoverageVersions()
+    versions.connected(True, epoch=1)
+    woken: list[int] = []
+
+    async def waiter(n: int, coverage_id: str) -> None:
+        await versions.wait(coverage_id, 30)
+        woken.append(n)
+
+    tasks = [asyncio.create_task(waiter(n, "k")) for n in range(1000)]
+    others = [asyncio.create_task(waiter(-1, "other")) for _ in range(3)]
+    await asyncio.sleep(0)
+    versions.observe("k", 2)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert 0 < len(woken) <= 2 * WAKE_SLICE, "not all at once: other work gets a turn between slices"
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert sorted(woken) == list(range(1000))
+    versions.close()
+    await asyncio.wait_for(asyncio.gather(*others), 5)
+
+
+async def test_identical_reads_share_one_round_trip_and_its_answer() -> None:
+    shared = SharedReads()
+    calls = 0
+
+    async def read() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return calls
+
+    answers = await asyncio.gather(*(shared.run(("k", 1), read) for _ in range(500)))
+    assert answers == [1] * 500 and calls == 1
+    assert await shared.run(("k", 1), read) == 1 and calls == 1, "a late asker gets the finished answer"
+    assert await shared.run(("k", 2), read) == 2 and calls == 2, "another version is another read"
+    assert await shared.run(None, read) == 3, "no key: no sharing"
