@@ -25,14 +25,14 @@ from msgspec import Struct
 from service.api import jsonld
 from service.api.auth import CHALLENGE, authenticate, may
 from service.api.caching import PRIVATE, conditional_json, coverage_read, public_cache_control
-from service.api.coverages import find_coverage
+from service.api.coverages import coverage_not_found, find_coverage
 from service.api.cursors import decode_cursor, decode_page, encode_cursor, encode_page
 from service.api.live import CoverageVersions, SharedReads
 from service.api.problems import problems
 from service.api.views import ChangesPage, CoverageView, TimelinePage, coverage_view, post_view, tombstone
 from service.config import Settings
 from service.domain.errors import CoverageNotFound, DomainError, InvalidAsOf, InvalidCursor, PostNotFound
-from service.domain.ids import is_post_id
+from service.domain.ids import is_coverage_id, is_post_id
 from service.domain.state import CoverageState, PostState, Timeline, replay
 from service.projections import read_model
 from service.store import events
@@ -215,6 +215,22 @@ class ReaderController(Controller):
             )
 
         async def render() -> tuple[int, object]:
+            if around is None:  # the common page: one statement, one round trip
+                async with pool.acquire() as pooled:
+                    read = await read_model.timeline_page(
+                        pooled, coverage_id, limit=limit + 1, order=order, past=past, key_events_only=key_events
+                    ) if is_coverage_id(coverage_id) else None  # fmt: skip
+                if read is None:
+                    raise coverage_not_found(coverage_id)
+
+                async def prefetched(_order: Order, _past: int | None, _limit: int) -> Sequence[PostState]:
+                    return read.posts  # shown_posts asks exactly once, for (order, past, limit + 1)
+
+                shown, more = await shown_posts(
+                    prefetched, read_model.no_post, coverage_id, limit=limit, order=order, past=past, around=None
+                )
+                row = read.coverage
+                return row.state.version, page(row.state, row.latest_post_id, shown, more, read.pinned)
             async with snapshot(pool) as conn:
                 row = await find_coverage(conn, coverage_id)
 

@@ -149,6 +149,54 @@ async def timeline_posts(
     return [msgspec.convert(row["state"], PostState) for row in rows]
 
 
+async def no_post(_post_id: str) -> PostState | None:
+    """A `find` for pages that centre on no post."""
+    return None
+
+
+class PageRead(msgspec.Struct, frozen=True):
+    """A coverage with the first posts of a timeline page and its pinned post, read in one statement."""
+
+    coverage: CoverageRow
+    posts: list[PostState]
+    pinned: PostState | None
+
+
+_PAGE = """
+SELECT c.state,
+       (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
+        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
+       (SELECT p.state FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
+       ARRAY({posts}) AS posts
+FROM coverages c WHERE c.id = $1
+"""
+_PAGES = {key: _PAGE.format(posts=query) for key, query in _TIMELINE.items()}
+
+
+async def timeline_page(
+    conn: Connection,
+    coverage_id: str,
+    *,
+    limit: int,
+    order: Order,
+    past: int | None,
+    key_events_only: bool,
+) -> PageRead | None:
+    """What `find_coverage`, `timeline_posts` and the pinned post's `load_post` give, in one round trip: one
+    statement sees one snapshot, so no transaction is needed to keep the three consistent."""
+    newest = order == "newest"
+    bound = (2**31 - 1 if newest else 0) if past is None else past
+    row = await conn.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
+    if row is None:
+        return None
+    pinned = row["pinned"]
+    return PageRead(
+        coverage=_coverage_row(row),
+        posts=[msgspec.convert(state, PostState) for state in row["posts"]],
+        pinned=None if pinned is None else msgspec.convert(pinned, PostState),
+    )
+
+
 async def changed_posts(conn: Connection, coverage_id: str, since: int, limit: int) -> Sequence[PostState]:
     """Posts whose last change (publish, edit, retraction) came after version `since`, oldest change first."""
     rows = await conn.fetch(

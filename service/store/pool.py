@@ -49,9 +49,17 @@ async def create_pool(
         if on_query is not None:
             conn.add_query_logger(on_query)
 
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init, reset=_session_state_is_never_changed
+    )
     assert pool is not None
     return pool
+
+
+async def _session_state_is_never_changed(_conn: asyncpg.Connection) -> None:
+    """asyncpg's default reset runs a query at every release (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL):
+    a round trip per request. Pool connections never change session state here (advisory locks and settings are
+    transaction-scoped, LISTEN has its own connection), and asyncpg still rolls back an open transaction itself."""
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
