@@ -85,10 +85,10 @@ def raise_open_files_limit() -> int:
 
 
 @contextmanager
-def _database(*, migrate: bool = False, require_head: bool = True) -> Iterator[str]:
+def _database(*, migrate: bool = False, require_head: bool = True, supervise: bool = False) -> Iterator[str]:
     """The DSN every command works on: DATABASE_URL or the embedded database, migrated to head (or refused)."""
     try:
-        with database_url(Settings.from_env()) as dsn:
+        with database_url(Settings.from_env(), supervise) as dsn:
             if migrate:
                 schema.upgrade(dsn)
             if require_head and not _with_connection(dsn, schema.is_at_head):
@@ -119,7 +119,7 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
     from granian.server import Server
 
     settings = Settings.from_env()
-    with _database(migrate=migrate_first) as dsn:
+    with _database(migrate=migrate_first, supervise=True) as dsn:
         os.environ["DATABASE_URL"] = dsn
         where = "external" if settings.database_url else "embedded"
         click.echo(f"liveline: serving http://{host}:{port} (database {where})")

