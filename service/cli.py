@@ -121,6 +121,7 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
     settings = Settings.from_env()
     with _database(migrate=migrate_first, supervise=True) as dsn:
         os.environ["DATABASE_URL"] = dsn
+        os.environ.setdefault("LIVELINE_PUBLIC_URL", f"http://{host}:{port}")
         where = "external" if settings.database_url else "embedded"
         click.echo(f"liveline: serving http://{host}:{port} (database {where})")
         open_files = raise_open_files_limit()

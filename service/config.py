@@ -21,6 +21,8 @@ ENVIRONMENT = {
     "stream_keepalive": "LIVELINE_STREAM_KEEPALIVE",
     "log_level": "LIVELINE_LOG_LEVEL",
     "cors_origins": "LIVELINE_CORS_ORIGINS",
+    "metrics_token": "LIVELINE_METRICS_TOKEN",
+    "public_url": "LIVELINE_PUBLIC_URL",
 }
 
 
@@ -41,6 +43,11 @@ class Settings(Struct, frozen=True, kw_only=True):
     stream_keepalive: float = 15.0
     """Seconds between keep-alive comments on an idle event stream."""
     log_level: str = "INFO"
+    public_url: str = "http://127.0.0.1:8000"
+    """Where readers reach the service (e.g. https://live.example.org): absolute URLs in answers (JSON-LD) are
+    built from it, never from a request's Host header. `liveline serve` defaults it to its own address."""
+    metrics_token: str | None = None
+    """Bearer token that /metrics asks for; unset, /metrics is not served (it shows the service's internals)."""
     cors_origins: list[str] = []
     """Browser origins (e.g. https://cms.example.org) that may call write and auditor routes; public reads
     answer every origin. From a comma-separated list; `*` opens everything (not for production)."""

@@ -114,9 +114,9 @@ def conditional_json(
     return send(request, Rendered(body, etag or digest_etag(body), media_type), cache_control)
 
 
-def read_key(versions: CoverageVersions, path: str, query_string: bytes, media_type: str, extra: str = "") -> str:
+def read_key(versions: CoverageVersions, path: str, query_string: bytes, media_type: str) -> str:
     # The epoch changes when a rebuild swaps the reader tables: nothing rendered before is reused after.
-    return f"{versions.epoch}|{variant_of(path, query_string, media_type)}|{extra}"
+    return f"{versions.epoch}|{variant_of(path, query_string, media_type)}"
 
 
 async def coverage_read(
@@ -127,17 +127,17 @@ async def coverage_read(
     cache_control: str,
     media_type: str = "application/json",
     etag_of: Callable[[object], str] | None = None,
-    variant_extra: str = "",
 ) -> Response[Any]:
     """A public read of one coverage, answered from memory whenever the version is known.
 
     With `etag_of` the ETag comes from the content (posts: their revision) and a 304 needs a cached
-    rendering; otherwise it derives from the version and needs nothing at all. `variant_extra` names
-    whatever else the content depends on (JSON-LD embeds the host the request came to).
+    rendering; otherwise it derives from the version and needs nothing at all. The content may depend on
+    nothing but the coverage version, the path, the query and the media type (absolute URLs come from
+    settings, never from the request's Host): that is the cache key and what the ETag is made of.
     """
     versions: CoverageVersions = request.app.state.versions
     pages: RenderedPages = request.app.state.pages
-    variant = read_key(versions, request.scope["path"], request.scope["query_string"], media_type, variant_extra)
+    variant = read_key(versions, request.scope["path"], request.scope["query_string"], media_type)
     known = versions.known(coverage_id)
     if known is not None:
         hit = pages.get((coverage_id, known, variant))

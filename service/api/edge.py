@@ -12,6 +12,7 @@ One raw ASGI layer, hand-written on purpose:
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import logging
 import os
@@ -20,16 +21,29 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import cast
 
+import msgspec
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
 from prometheus_client import Counter
 
 from service import logs
+from service.api.body_limits import ShapeRefused, check_shape
 from service.api.caching import cached_answer, public_cache_control, read_key
 from service.api.live import CoverageVersions, RenderedPages
+from service.api.problems import PROBLEM_TYPE
 from service.config import Settings
 
 access = logging.getLogger("liveline.access")
+_problem_encoder = msgspec.json.Encoder()
 REQUESTS = Counter("liveline_http_requests_total", "HTTP requests answered", ["method", "status"])
 FAST = Counter("liveline_fast_path_total", "Public reads answered from memory before routing", ["status"])
 
@@ -141,11 +155,29 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
                 },
             )
 
-        answer = _preflight(path, headers, allowed) if method == "OPTIONS" else None
-        if answer is not None:
-            await _respond(send, 204, {**answer, "X-Request-ID": request_id}, b"")
+        if path == "/metrics" and not _may_scrape(headers, settings.metrics_token):
+            status, answer, body = (
+                _problem(401, "Metrics need their token", "send Authorization: Bearer <LIVELINE_METRICS_TOKEN>", "auth")
+                if settings.metrics_token
+                else _problem(404, "Not found", "metrics are not served: set LIVELINE_METRICS_TOKEN", "not-found")
+            )
+            await _respond(send, status, {**answer, **extra}, body)
+            finished(status, fast_path=False)
+            return
+        preflight = _preflight(path, headers, allowed) if method == "OPTIONS" else None
+        if preflight is not None:
+            await _respond(send, 204, {**preflight, "X-Request-ID": request_id}, b"")
             finished(204, fast_path=False)
             return
+        if method in _WITH_BODY:
+            buffered = await _read_body(receive, settings.max_body_bytes)
+            refused = _shape_refused(buffered, settings.max_body_bytes)
+            if refused is not None:
+                status, answer, body = refused
+                await _respond(send, status, {**answer, **extra}, body)
+                finished(status, fast_path=False)
+                return
+            receive = _replay(buffered, receive)
         quick = fast(scope, headers)
         if quick is not None:
             status, answer, body = quick
@@ -195,6 +227,55 @@ def _merged(raw: Iterable[tuple[bytes, bytes]], added: dict[str, str]) -> list[t
     if vary:
         kept.append((b"vary", b", ".join(vary)))
     return kept
+
+
+def _may_scrape(headers: Mapping[str, str], token: str | None) -> bool:
+    """/metrics only for the operator's scraper: 20 KB of internals are nobody else's business."""
+    sent = headers.get("authorization", "")
+    return token is not None and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def _read_body(receive: Receive, limit: int) -> list[ReceiveMessage]:
+    """The request's body messages, up to one past the size limit (litestar answers 413 beyond it)."""
+    messages: list[ReceiveMessage] = []
+    size = 0
+    while size <= limit:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+        size += len(message.get("body", b""))
+    return messages
+
+
+def _shape_refused(messages: list[ReceiveMessage], limit: int) -> tuple[int, dict[str, str], bytes] | None:
+    """A problem answer for a body over the size limit or beyond a shape limit, before anything parses it."""
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+    if len(body) > limit or (messages and messages[-1].get("more_body")):
+        return _problem(413, "Request body too large", f"the limit is {limit:,} bytes", "body-too-large")
+    try:
+        check_shape(body)
+    except ShapeRefused as refused:
+        return _problem(400, "Request body refused", refused.detail, "body-shape")
+    return None
+
+
+def _problem(status: int, title: str, detail: str, slug: str) -> tuple[int, dict[str, str], bytes]:
+    problem = {"status": status, "title": title, "detail": detail, "type": PROBLEM_TYPE + slug}
+    return status, {"Content-Type": "application/problem+json"}, _problem_encoder.encode(problem)
+
+
+def _replay(messages: list[ReceiveMessage], receive: Receive) -> Receive:
+    """A receive that hands litestar the messages already read, then goes on with the connection."""
+    pending = list(reversed(messages))
+
+    async def replay() -> ReceiveMessage:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 async def _respond(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:

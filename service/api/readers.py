@@ -102,7 +102,9 @@ async def wait_for_change(
             # A notification may have come in while the database answered: take the newer of the two.
             known = max(known, versions.known(coverage_id) or 0)
         remaining = end - time.monotonic()
-        if known != since or remaining <= 0 or versions.closing.is_set():
+        # Only a version past `since` ends the wait. One behind it means this process has not yet heard of a
+        # write a reader already saw (a read can beat its NOTIFY): the notification is on its way.
+        if known > since or remaining <= 0 or versions.closing.is_set():
             return known
         await versions.wait(coverage_id, remaining if versions.listening else min(remaining, 1.0))
 
@@ -188,7 +190,7 @@ class ReaderController(Controller):
             coverage: CoverageState, latest: str | None, shown: list[PostState], more: bool, pinned: PostState | None
         ) -> object:
             if as_jsonld:
-                return jsonld.live_blog_posting(coverage, shown, str(request.base_url).rstrip("/"))
+                return jsonld.live_blog_posting(coverage, shown, settings.public_url.rstrip("/"))
             pinned_id = coverage.pinned_post_id
             return TimelinePage(
                 coverage=coverage_view(coverage, latest, settings.poll_interval),
@@ -375,7 +377,7 @@ class ReaderController(Controller):
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 known = cursor
                 await asyncio.sleep(1.0)
-            if known == cursor and not versions.closing.is_set():
+            if known <= cursor and not versions.closing.is_set():
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 

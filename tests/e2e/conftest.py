@@ -32,8 +32,14 @@ def liveline(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess
     return subprocess.run([*LIVELINE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+METRICS_TOKEN = "e2e-scraper"
+METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+"""What the tests' Prometheus scraper sends: every server they start is given this metrics token."""
+
+
 def environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "LIVELINE_DATA_DIR"}}
+    env["LIVELINE_METRICS_TOKEN"] = METRICS_TOKEN
     env.update(extra)
     return env
 

@@ -8,14 +8,14 @@ import re
 
 import httpx
 
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import METRICS, RunningServer
 from tests.support import paragraph, sse_events
 
 COVERAGE = "fanout"
 
 
 async def statements(client: httpx.AsyncClient) -> float:
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=METRICS)).text
     found = re.search(r"^liveline_sql_statements_total (\S+)$", text, re.MULTILINE)
     assert found, text[:500]
     return float(found[1])

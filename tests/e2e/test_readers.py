@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import fresh_database
-from tests.e2e.conftest import RunningServer, environment, liveline, start_server
+from tests.e2e.conftest import METRICS, RunningServer, environment, liveline, start_server
 from tests.support import sse_events
 
 
@@ -131,7 +131,7 @@ async def test_conditional_polls_run_no_sql(pair: tuple[RunningServer, RunningSe
     server, _, token = pair
 
     async def statements(client: httpx.AsyncClient) -> float:
-        text = (await client.get("/metrics")).text
+        text = (await client.get("/metrics", headers=METRICS)).text
         return float(re.search(r"^liveline_sql_statements_total (\S+)$", text, re.M)[1])  # type: ignore[index]
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:

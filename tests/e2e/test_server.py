@@ -9,7 +9,7 @@ import re
 import httpx
 
 from tests.conftest import fresh_database
-from tests.e2e.conftest import RunningServer, environment, liveline, start_server
+from tests.e2e.conftest import METRICS, RunningServer, environment, liveline, start_server
 
 
 def auth(token: str, **extra: str) -> dict[str, str]:
@@ -82,3 +82,17 @@ def test_health_and_request_ids(server: RunningServer) -> None:
     made = replaced.headers["x-request-id"]
     assert made != "bad id with spaces" and re.fullmatch(r"[0-9a-f]{9,}", made), made
     assert httpx.get(f"{server.base_url}/health").headers["x-request-id"] != made, "each request gets its own"
+
+
+def test_metrics_only_for_the_operators_scraper(server: RunningServer, admin_dsn: str) -> None:
+    assert httpx.get(f"{server.base_url}/metrics").status_code == 401
+    assert httpx.get(f"{server.base_url}/metrics", headers={"Authorization": "Bearer guess"}).status_code == 401
+    scraped = httpx.get(f"{server.base_url}/metrics", headers=METRICS)
+    assert scraped.status_code == 200 and "liveline_sql_statements_total" in scraped.text
+    env = environment(DATABASE_URL=server.env["DATABASE_URL"])
+    del env["LIVELINE_METRICS_TOKEN"]
+    unset = start_server(env)
+    try:
+        assert httpx.get(f"{unset.base_url}/metrics", headers=METRICS).status_code == 404, "no token set: not served"
+    finally:
+        assert unset.stop() == 0

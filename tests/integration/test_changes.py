@@ -110,6 +110,16 @@ async def test_timeline_as_json_ld_live_blog_posting(api: Api) -> None:
     assert ended["coverageEndTime"]
 
 
+async def test_json_ld_urls_come_from_settings_not_from_host(api: Api) -> None:
+    await api.open()
+    await api.publish(title="Welcome back")
+    ld = {"Accept": "application/ld+json"}
+    poisoned = await api.client.get("/v1/coverages/kherson/timeline", headers={**ld, "Host": "evil.example"})
+    assert "evil.example" not in poisoned.text and poisoned.json()["url"].startswith("http://127.0.0.1:8000/")
+    honest = await api.client.get("/v1/coverages/kherson/timeline", headers=ld)
+    assert honest.content == poisoned.content and honest.headers["etag"] == poisoned.headers["etag"]
+
+
 async def test_stream_of_an_ended_coverage_tells_event_source_to_stop(api: Api) -> None:
     await api.open()
     await api.client.post("/v1/coverages/kherson/end", headers=api.auth())

@@ -103,3 +103,42 @@ async def test_hostile_ids_and_page_tokens_are_4xx(api: Api) -> None:
     assert_problem(await api.client.get("/v1/coverages", params={"before": token("l1:0001-01-01T00:00:00+01:00/x")}), 400)
     assert_problem(await api.client.get("/v1/coverages", params={"before": token("l1:2026-01-01T00:00:00/x")}), 400)
     assert await api.event_count() == count
+
+
+NESTED = 50_000
+HOSTILE_SHAPES = {
+    "50,000 nested arrays": b'{"body": ' + b"[" * NESTED + b"]" * NESTED + b"}",
+    "40,000 nested objects": b'{"body": ' + b'{"a":' * 40_000 + b"1" + b"}" * 40_000 + b"}",
+    "nested arrays in a string's place": b'{"title": ' + b"[" * NESTED + b"]" * NESTED + b', "body": []}',
+    "nested arrays at the top": b"[" * NESTED + b"]" * NESTED,
+    "20,000 keys": b"{" + b",".join(b'"k%d": 1' % n for n in range(20_000)) + b"}",
+    "300 KB of nesting, over the size limit": b"[" * 150_000 + b"]" * 150_000,
+    "a 200 KB string": b'{"title": "' + b"x" * 200_000 + b'", "body": [{"type": "paragraph", "text": "x"}]}',
+}
+WRITE_ROUTES = [
+    ("POST", "/v1/coverages"),
+    ("PATCH", "/v1/coverages/kherson"),
+    ("POST", "/v1/coverages/kherson/end"),
+    ("POST", "/v1/coverages/kherson/reopen"),
+    ("POST", "/v1/coverages/kherson/posts"),
+    ("PATCH", "/v1/coverages/kherson/posts/{post}"),
+    ("POST", "/v1/coverages/kherson/posts/{post}/retract"),
+    ("PUT", "/v1/coverages/kherson/pinned"),
+]
+
+
+@pytest.mark.parametrize("shape", HOSTILE_SHAPES)
+async def test_hostile_json_shapes_are_4xx_on_every_write_route(api: Api, shape: str) -> None:
+    await api.open()
+    post = (await api.publish()).json()["id"]
+    count = await api.event_count()
+    for method, route in WRITE_ROUTES:
+        response = await api.client.request(
+            method,
+            route.format(post=post),
+            content=HOSTILE_SHAPES[shape],
+            headers=api.auth(**{"Content-Type": "application/json"}),
+        )
+        body = assert_problem(response, response.status_code)
+        assert 400 <= response.status_code < 500, (method, route, response.status_code, body)
+    assert await api.event_count() == count

@@ -73,3 +73,21 @@ async def test_identical_reads_share_one_round_trip_and_its_answer() -> None:
     assert await shared.run(("k", 1), read) == 1 and calls == 1, "a late asker gets the finished answer"
     assert await shared.run(("k", 2), read) == 2 and calls == 2, "another version is another read"
     assert await shared.run(None, read) == 3, "no key: no sharing"
+
+
+async def test_a_wait_ends_only_past_the_cursor_even_when_the_process_lags_behind_it() -> None:
+    from service.api.readers import wait_for_change
+
+    versions = CoverageVersions()
+    versions.connected(True, epoch=1)
+    versions.observe("k", 3)  # a reader already saw version 5; this process has heard of 3 so far
+    waiting = asyncio.create_task(wait_for_change(versions, None, "k", 5, 30))  # type: ignore[arg-type]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done(), "behind the cursor is not a change: no busy loop"
+    versions.observe("k", 5)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    versions.observe("k", 6)
+    assert await asyncio.wait_for(waiting, 5) == 6
