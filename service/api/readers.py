@@ -377,7 +377,7 @@ class ReaderController(Controller):
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 known = cursor
                 await asyncio.sleep(1.0)
-            if known <= cursor and not versions.closing.is_set():
+            if (known is None or known <= cursor) and not versions.closing.is_set():
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
