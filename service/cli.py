@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import click
@@ -66,6 +67,17 @@ def tune_garbage_collector() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def _lifetime(text: str) -> timedelta:
+    """`90d`, `12h`, `30m`: a token's lifetime."""
+    number, unit = text[:-1], text[-1:]
+    if not number.isdigit() or unit not in _UNITS or int(number) == 0:
+        raise click.BadParameter("use a number and d, h or m, e.g. 90d", param_hint="--expires-in")
+    return int(number) * _UNITS[unit]
 
 
 LISTEN_BACKLOG = 65_535
@@ -156,11 +168,13 @@ def token() -> None:
 @token.command("create")
 @click.option("--name", required=True, help="Recorded as the actor of every event this token writes.")
 @click.option("--role", required=True, type=click.Choice(tokens.ROLES))
-def token_create(name: str, role: tokens.Role) -> None:
+@click.option("--expires-in", "expires_in", default=None, help="Lifetime such as 90d, 12h or 30m; none by default.")
+def token_create(name: str, role: tokens.Role, expires_in: str | None) -> None:
     """Make a token; it is printed once, alone on stdout, and stored only as a hash."""
+    expires_at = datetime.now(UTC) + _lifetime(expires_in) if expires_in else None
     with _database() as dsn:
         try:
-            secret = _with_connection(dsn, lambda conn: tokens.create_token(conn, name, role))
+            secret = _with_connection(dsn, lambda conn: tokens.create_token(conn, name, role, expires_at))
         except tokens.TokenNameTaken as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(secret)
@@ -171,9 +185,18 @@ def token_list() -> None:
     """List tokens (names and roles; the tokens themselves are not kept)."""
     with _database() as dsn:
         rows = _with_connection(dsn, tokens.list_tokens)
+    now = datetime.now(UTC)
+    click.echo("name\trole\tcreated\tstate\tlast used\texpires")
     for row in rows:
-        state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
-        click.echo(f"{row.name}\t{row.role}\t{row.created_at.isoformat()}\t{state}")
+        if row.revoked_at:
+            state = f"revoked {row.revoked_at.isoformat()}"
+        elif row.expires_at and row.expires_at <= now:
+            state = "expired"
+        else:
+            state = "active"
+        used = row.last_used_at.isoformat() if row.last_used_at else "never"
+        expires = row.expires_at.isoformat() if row.expires_at else "never"
+        click.echo(f"{row.name}\t{row.role}\t{row.created_at.isoformat()}\t{state}\t{used}\t{expires}")
 
 
 @token.command("revoke")

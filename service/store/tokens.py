@@ -27,6 +27,8 @@ class TokenInfo(Struct, frozen=True):
     role: Role
     created_at: datetime
     revoked_at: datetime | None
+    last_used_at: datetime | None
+    expires_at: datetime | None
 
 
 class TokenNameTaken(Exception):
@@ -37,11 +39,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def create_token(conn: Connection, name: str, role: Role) -> str:
+async def create_token(conn: Connection, name: str, role: Role, expires_at: datetime | None = None) -> str:
     token = _PREFIX + secrets.token_urlsafe(32)
     try:
         await conn.execute(
-            "INSERT INTO api_tokens (name, role, token_hash) VALUES ($1, $2, $3)", name, role, _digest(token)
+            "INSERT INTO api_tokens (name, role, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
+            name,
+            role,
+            _digest(token),
+            expires_at,
         )
     except asyncpg.UniqueViolationError as exc:
         raise TokenNameTaken(f"an active token named {name!r} exists; revoke it first") from exc
@@ -49,8 +55,13 @@ async def create_token(conn: Connection, name: str, role: Role) -> str:
 
 
 async def list_tokens(conn: Connection) -> list[TokenInfo]:
-    rows = await conn.fetch("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
-    return [TokenInfo(r["name"], r["role"], r["created_at"], r["revoked_at"]) for r in rows]
+    rows = await conn.fetch(
+        "SELECT name, role, created_at, revoked_at, last_used_at, expires_at FROM api_tokens ORDER BY created_at, id"
+    )
+    return [
+        TokenInfo(r["name"], r["role"], r["created_at"], r["revoked_at"], r["last_used_at"], r["expires_at"])
+        for r in rows
+    ]
 
 
 async def revoke_token(conn: Connection, name: str) -> bool:
@@ -61,7 +72,19 @@ async def revoke_token(conn: Connection, name: str) -> bool:
 async def find_holder(conn: Connection, token: str) -> TokenHolder | None:
     if not token.startswith(_PREFIX):
         return None
-    row = await conn.fetchrow(
-        "SELECT name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", _digest(token)
-    )
+    row = await conn.fetchrow(_FIND, _digest(token))
     return None if row is None else TokenHolder(row["name"], row["role"])
+
+
+# Every request checks the table, so a revocation or an expiry holds on every process at once. Last use is noted
+# at most once a minute per token, in the same statement: not a write per request.
+_FIND = """
+WITH found AS (
+    SELECT id, name, role, last_used_at FROM api_tokens
+    WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+), noted AS (
+    UPDATE api_tokens SET last_used_at = now()
+    WHERE id IN (SELECT id FROM found WHERE last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT name, role FROM found
+"""

@@ -96,3 +96,22 @@ def test_metrics_only_for_the_operators_scraper(server: RunningServer, admin_dsn
         assert httpx.get(f"{unset.base_url}/metrics", headers=METRICS).status_code == 404, "no token set: not served"
     finally:
         assert unset.stop() == 0
+
+
+def test_a_revoked_token_is_refused_by_every_process_at_once(server: RunningServer) -> None:
+    other = start_server(server.env)
+    try:
+        token = liveline("token", "create", "--name", "wire", "--role", "editor", "--expires-in", "90d", env=server.env)
+        headers = auth(token.stdout.strip())
+        for base in (server.base_url, other.base_url):
+            assert httpx.post(f"{base}/v1/coverages", json={"id": f"w{base[-5:]}", "title": "W"}, headers=headers).status_code == 201
+        listed = liveline("token", "list", env=server.env).stdout
+        wire = next(line for line in listed.splitlines() if line.startswith("wire\t"))
+        assert "\tactive\t" in wire and "never" not in wire.split("\t")[4], "last use is shown"
+        assert liveline("token", "revoke", "wire", env=server.env).returncode == 0
+        for base in (server.base_url, other.base_url):
+            refused = httpx.post(f"{base}/v1/coverages", json={"id": "after", "title": "A"}, headers=headers)
+            assert refused.status_code == 401
+        assert liveline("token", "create", "--name", "x", "--role", "editor", "--expires-in", "soon", env=server.env).returncode != 0
+    finally:
+        assert other.stop() == 0

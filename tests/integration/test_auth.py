@@ -5,10 +5,14 @@ The routes are discovered from the app itself, so a new write route cannot slip 
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 
 from litestar.testing import AsyncTestClient
 
+from service.store import tokens
+from service.store.pool import connect
 from tests.integration.conftest import make_token
 from tests.support import Api, assert_problem
 
@@ -75,3 +79,20 @@ async def test_every_guarded_read_route_requires_an_auditor_token(api: Api, audi
         assert_problem(await api.client.get(path, headers={"Authorization": "Bearer ll_nope"}), 401)
         assert_problem(await api.client.get(path, headers=api.auth()), 403)
         assert (await api.client.get(path, headers={"Authorization": f"Bearer {auditor_token}"})).status_code == 200
+
+
+async def test_tokens_expire_and_note_their_last_use(api: Api) -> None:
+    conn = await connect(api.database_url)
+    try:
+        brief = await tokens.create_token(conn, "stringer", "editor", datetime.now(UTC) + timedelta(seconds=1))
+        assert [t.last_used_at for t in await tokens.list_tokens(conn) if t.name == "stringer"] == [None]
+        headers = {"Authorization": f"Bearer {brief}"}
+        opened = await api.client.post("/v1/coverages", json={"id": "brief", "title": "B"}, headers=headers)
+        assert opened.status_code == 201
+        used = [t.last_used_at for t in await tokens.list_tokens(conn) if t.name == "stringer"]
+        assert used[0] is not None
+        await asyncio.sleep(1.2)
+        late = await api.client.post("/v1/coverages", json={"id": "late", "title": "L"}, headers=headers)
+        assert_problem(late, 401)
+    finally:
+        await conn.close()
