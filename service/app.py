@@ -22,6 +22,7 @@ from service.api.live import CoverageVersions, RenderedPages, SharedReads
 from service.api.metrics import MetricsController, count_statement
 from service.api.posts import PostController
 from service.api.problems import internal_error, problem_plugin
+from service.api.quotas import WriteQuotas
 from service.api.readers import ReaderController
 from service.config import Settings
 from service.store import schema
@@ -63,7 +64,15 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set: start the service with `liveline serve`")
         pool = await create_pool(
-            settings.database_url, settings.pool_min_size, settings.pool_max_size, on_query=count_statement
+            settings.database_url,
+            settings.pool_min_size,
+            settings.pool_max_size,
+            on_query=count_statement,
+            timeouts={
+                "statement_timeout": f"{int(settings.statement_timeout * 1000)}",
+                "lock_timeout": f"{int(settings.lock_timeout * 1000)}",
+                "idle_in_transaction_session_timeout": f"{int(settings.idle_in_transaction_timeout * 1000)}",
+            },
         )
         try:
             async with pool.acquire() as conn:
@@ -96,7 +105,15 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         plugins=[problem_plugin()],
         exception_handlers={Exception: internal_error},
         lifespan=[database],
-        state=State({"settings": settings, "versions": versions, "pages": pages, "reads": SharedReads()}),
+        state=State(
+            {
+                "settings": settings,
+                "versions": versions,
+                "pages": pages,
+                "reads": SharedReads(),
+                "quotas": WriteQuotas(settings.write_quota_per_minute, settings.write_quota_burst),
+            }
+        ),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Liveline",

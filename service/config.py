@@ -23,6 +23,12 @@ ENVIRONMENT = {
     "cors_origins": "LIVELINE_CORS_ORIGINS",
     "metrics_token": "LIVELINE_METRICS_TOKEN",
     "public_url": "LIVELINE_PUBLIC_URL",
+    "write_quota_per_minute": "LIVELINE_WRITE_QUOTA_PER_MINUTE",
+    "write_quota_burst": "LIVELINE_WRITE_QUOTA_BURST",
+    "statement_timeout": "LIVELINE_STATEMENT_TIMEOUT",
+    "lock_timeout": "LIVELINE_LOCK_TIMEOUT",
+    "idle_in_transaction_timeout": "LIVELINE_IDLE_IN_TRANSACTION_TIMEOUT",
+    "pool_acquire_timeout": "LIVELINE_POOL_ACQUIRE_TIMEOUT",
 }
 
 
@@ -46,6 +52,18 @@ class Settings(Struct, frozen=True, kw_only=True):
     public_url: str = "http://127.0.0.1:8000"
     """Where readers reach the service (e.g. https://live.example.org): absolute URLs in answers (JSON-LD) are
     built from it, never from a request's Host header. `liveline serve` defaults it to its own address."""
+    write_quota_per_minute: int = 600
+    """Writes one token may make per minute in each process (a steady rate, refilled continuously)."""
+    write_quota_burst: int = 60
+    """Writes one token may make at once before the steady rate applies."""
+    statement_timeout: float = 30.0
+    """Seconds any one statement of the service may run (auditor queries included)."""
+    lock_timeout: float = 3.0
+    """Seconds a write may wait for its coverage's lock: past it the write is shed with a 503, not queued."""
+    idle_in_transaction_timeout: float = 10.0
+    """Seconds a transaction may sit idle: an open write transaction would hold the global feed back."""
+    pool_acquire_timeout: float = 5.0
+    """Seconds a request may wait for a database connection before it is answered 503."""
     metrics_token: str | None = None
     """Bearer token that /metrics asks for; unset, /metrics is not served (it shows the service's internals)."""
     cors_origins: list[str] = []

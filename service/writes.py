@@ -53,12 +53,14 @@ async def execute(
     idempotency_key: Idempotency | None,
     decide: Decide,
     respond: Respond,
+    wait: float | None = None,
 ) -> tuple[Answer, int | None]:
     """Run one command. `decide` sees the coverage and the post `post_id` names, as of after the lock.
 
-    Returns the answer and the coverage version it leaves (None for a replayed idempotent answer).
+    Returns the answer and the coverage version it leaves (None for a replayed idempotent answer). `wait` bounds
+    the wait for a connection: under overload a write is shed (TimeoutError, a 503) instead of queueing.
     """
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire(timeout=wait) as conn, conn.transaction():
         if idempotency_key is not None:
             await idempotency.lock_key(conn, metadata.actor, idempotency_key.key)
             earlier = await idempotency.find_answer(conn, metadata.actor, idempotency_key.key)

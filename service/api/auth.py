@@ -44,4 +44,6 @@ async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: 
         raise NotAuthorizedException("this route needs a bearer token", headers=CHALLENGE)
     if not may(holder, roles):
         raise PermissionDeniedException(f"role {holder.role!r} may not do this; needs one of {list(roles)}")
+    if connection.scope.get("method") not in ("GET", "HEAD"):
+        connection.app.state.quotas.take(holder.name)
     connection.state.holder = holder

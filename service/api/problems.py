@@ -14,6 +14,7 @@ from litestar.plugins.problem_details import (
 )
 from msgspec import Struct
 
+from service.api.quotas import WriteQuotaExceeded
 from service.domain.errors import DomainError
 from service.store.pool import UNAVAILABLE
 
@@ -53,6 +54,16 @@ def database_unavailable(exc: Exception) -> ProblemDetailsException:
     )
 
 
+def over_quota(exc: WriteQuotaExceeded) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=429,
+        title="Write quota exceeded",
+        detail=exc.detail,
+        type_=PROBLEM_TYPE + "write-quota",
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Our fault, never the client's: logged with the request id, answered without internals."""
     request_id = request.scope.get("state", {}).get("request_id")
@@ -74,6 +85,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
             exception_to_problem_detail_map={
                 DomainError: domain_problem,
                 UnicodeDecodeError: undecodable_body,
+                WriteQuotaExceeded: over_quota,
                 **dict.fromkeys(UNAVAILABLE, database_unavailable),
             },
         )

@@ -78,6 +78,7 @@ async def run(
         idempotency_key=key,
         decide=decide,
         respond=respond,
+        wait=request.app.state.settings.pool_acquire_timeout,
     )
     if version is not None:
         # Readers on this process see the write at once, before its notification comes round.

@@ -55,16 +55,23 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, min_size: int = 1, max_size: int = 10, on_query: Callable[[Any], None] | None = None
+    dsn: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    on_query: Callable[[Any], None] | None = None,
+    timeouts: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
-    """The pool; `on_query` is called after every statement any of its connections runs."""
+    """The pool; `on_query` is called after every statement any of its connections runs; `timeouts` are
+    PostgreSQL settings (statement_timeout, lock_timeout, idle_in_transaction_session_timeout) for its sessions."""
 
     async def init(conn: asyncpg.Connection) -> None:
         await init_connection(conn)
         if on_query is not None:
             conn.add_query_logger(on_query)
 
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init, server_settings=timeouts or {}
+    )
     assert pool is not None
     return pool
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import httpx
 
@@ -75,8 +76,13 @@ def test_health_and_request_ids(server: RunningServer) -> None:
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
     echoed = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "cms-42"})
     assert echoed.headers["x-request-id"] == "cms-42"
-    logged = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
-    mine = [entry for entry in logged if entry.get("request_id") == "cms-42"]
+    mine: list[dict[str, object]] = []
+    for _ in range(50):  # the log is written by a thread of its own, a moment after the answer
+        logged = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+        mine = [entry for entry in logged if entry.get("request_id") == "cms-42"]
+        if mine:
+            break
+        time.sleep(0.1)
     assert mine and mine[0]["path"] == "/health" and mine[0]["status"] == 200, "JSON access log with the request id"
     replaced = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "bad id with spaces"})
     made = replaced.headers["x-request-id"]

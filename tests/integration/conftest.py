@@ -13,10 +13,20 @@ from service.store import tokens
 from service.store.pool import connect
 from tests.support import Api
 
+UNLIMITED = 10**9
+
 
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    app = create_app(Settings(database_url=database_url, pool_min_size=1, pool_max_size=8))
+    # The suite writes far faster than a desk: quotas are tested on their own (test_quotas.py).
+    settings = Settings(
+        database_url=database_url,
+        pool_min_size=1,
+        pool_max_size=8,
+        write_quota_per_minute=UNLIMITED,
+        write_quota_burst=UNLIMITED,
+    )
+    app = create_app(settings)
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
 

@@ -17,6 +17,7 @@ from service.projections.rebuild import rebuild_online
 from service.store import tokens
 from service.store.pool import connect
 from tests.conftest import fresh_database
+from tests.integration.conftest import UNLIMITED
 
 COVERAGES = ("alpha", "bravo")
 VARIANTS = ({}, {"order": "oldest", "limit": 3}, {"key_events": "true", "limit": 2})
@@ -40,7 +41,8 @@ async def play(database_url: str, script: list[tuple[str, str, int, bool]]) -> N
     as_auditor = {"Authorization": f"Bearer {auditor}"}
     served: list[tuple[str, int, dict[str, Any], bytes]] = []
     posts: dict[str, list[str]] = {c: [] for c in COVERAGES}
-    async with AsyncTestClient(app=create_app(Settings(database_url=database_url))) as client:
+    unlimited = Settings(database_url=database_url, write_quota_per_minute=UNLIMITED, write_quota_burst=UNLIMITED)
+    async with AsyncTestClient(app=create_app(unlimited)) as client:
         for coverage in COVERAGES:
             await client.post("/v1/coverages", json={"id": coverage, "title": coverage}, headers=as_editor)
         for action, coverage, pick, flag in script:
