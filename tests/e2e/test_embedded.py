@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
@@ -113,3 +114,36 @@ def test_a_folder_of_a_newer_major_is_refused_by_an_older_engine(data_dir: Path)
     assert "made by PostgreSQL 18, newer than" in older.stderr and "LIVELINE_EMBEDDED_ENGINE=embedded" in older.stderr
     assert (data_dir / "postgres" / "PG_VERSION").read_text().strip() == "18"
     assert not postgres_running(data_dir)
+
+
+async def test_the_service_role_may_append_but_never_change_the_log(data_dir: Path) -> None:
+    env = environment(LIVELINE_DATA_DIR=str(data_dir))
+    token = liveline("token", "create", "--name", "cms", "--role", "editor", env=env).stdout.strip()
+    server = start_server(env)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        opened = httpx.post(f"{server.base_url}/v1/coverages", json={"id": "walls", "title": "W"}, headers=headers)
+        assert opened.status_code == 201
+        lines = (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+        where = f"@/liveline?host={lines[4]}&port={lines[3]}"
+        service = await asyncpg.connect(f"postgresql://liveline_service{where}")
+        try:
+            for attack in ("UPDATE events SET type = 'x'", "DELETE FROM events", "TRUNCATE events"):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await service.execute(attack)
+        finally:
+            await service.close()
+        owner = await asyncpg.connect(f"postgresql://liveline_owner{where}")
+        try:
+            with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+                await owner.execute("UPDATE events SET type = 'x'")  # the second wall: the trigger
+        finally:
+            await owner.close()
+        rebuilt = liveline("rebuild", env=env)
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        body = {"body": [{"type": "paragraph", "text": "after the rebuild"}]}
+        after = httpx.post(f"{server.base_url}/v1/coverages/walls/posts", json=body, headers=headers)
+        assert after.status_code == 201, "the rebuilt reader tables are the service's to write"
+        assert liveline("verify", env=env).returncode == 0
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
