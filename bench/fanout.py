@@ -111,7 +111,11 @@ class Subscriber:
         self.writer: asyncio.StreamWriter | None = None
 
 
-NO_QUOTA = {"LIVELINE_WRITE_QUOTA_PER_MINUTE": str(10**9), "LIVELINE_WRITE_QUOTA_BURST": str(10**9)}
+NO_QUOTA = {
+    "LIVELINE_WRITE_QUOTA_PER_MINUTE": str(10**9),
+    "LIVELINE_WRITE_QUOTA_BURST": str(10**9),
+    "LIVELINE_MAX_WRITES_IN_FLIGHT": "1000",
+}
 """The benchmarks seed faster than any desk writes."""
 
 

@@ -30,7 +30,11 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 
 
-NO_QUOTA = {"LIVELINE_WRITE_QUOTA_PER_MINUTE": str(10**9), "LIVELINE_WRITE_QUOTA_BURST": str(10**9)}
+NO_QUOTA = {
+    "LIVELINE_WRITE_QUOTA_PER_MINUTE": str(10**9),
+    "LIVELINE_WRITE_QUOTA_BURST": str(10**9),
+    "LIVELINE_MAX_WRITES_IN_FLIGHT": "1000",
+}
 """The benchmarks seed faster than any desk writes."""
 
 

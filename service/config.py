@@ -29,6 +29,7 @@ ENVIRONMENT = {
     "lock_timeout": "LIVELINE_LOCK_TIMEOUT",
     "idle_in_transaction_timeout": "LIVELINE_IDLE_IN_TRANSACTION_TIMEOUT",
     "pool_acquire_timeout": "LIVELINE_POOL_ACQUIRE_TIMEOUT",
+    "max_writes_in_flight": "LIVELINE_MAX_WRITES_IN_FLIGHT",
 }
 
 
@@ -58,12 +59,14 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Writes one token may make at once before the steady rate applies."""
     statement_timeout: float = 30.0
     """Seconds any one statement of the service may run (auditor queries included)."""
-    lock_timeout: float = 3.0
+    lock_timeout: float = 10.0
     """Seconds a write may wait for its coverage's lock: past it the write is shed with a 503, not queued."""
     idle_in_transaction_timeout: float = 10.0
     """Seconds a transaction may sit idle: an open write transaction would hold the global feed back."""
     pool_acquire_timeout: float = 5.0
     """Seconds a request may wait for a database connection before it is answered 503."""
+    max_writes_in_flight: int = 32
+    """Writes a process works on at once; more are answered 503 with Retry-After at once (load shedding)."""
     metrics_token: str | None = None
     """Bearer token that /metrics asks for; unset, /metrics is not served (it shows the service's internals)."""
     cors_origins: list[str] = []

@@ -113,6 +113,7 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
     cache_control = public_cache_control(settings)
     reader_error_cache = f"public, max-age={settings.cache_max_age}"
     ids = RequestIds()
+    writes_in_flight = [0]
 
     def fast(scope: Scope, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
         """A public read already rendered at the coverage's current version, or None for litestar to answer."""
@@ -169,6 +170,16 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             await _respond(send, 204, {**preflight, "X-Request-ID": request_id}, b"")
             finished(204, fast_path=False)
             return
+        writing = method in _WRITES
+        if writing and writes_in_flight[0] >= settings.max_writes_in_flight:
+            # Shed at once what cannot be done soon: queued writes would time out at the client anyway, and the
+            # event loop they would crowd is the one every reader shares.
+            status, answer, body = _problem(
+                503, "Overloaded", "too many writes in progress; retry shortly (same Idempotency-Key)", "overloaded"
+            )
+            await _respond(send, status, {**answer, "Retry-After": "1", **extra}, body)
+            finished(status, fast_path=False)
+            return
         if method in _WITH_BODY:
             buffered = await _read_body(receive, settings.max_body_bytes)
             refused = _shape_refused(buffered, settings.max_body_bytes)
@@ -198,9 +209,11 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             await send(message)
 
         token = logs.request_id.set(request_id)
+        writes_in_flight[0] += writing
         try:
             await app(scope, receive, send_with_edge)
         finally:
+            writes_in_flight[0] -= writing
             logs.request_id.reset(token)
             finished(status_sent, fast_path=False)
 
@@ -236,6 +249,7 @@ def _may_scrape(headers: Mapping[str, str], token: str | None) -> bool:
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def _read_body(receive: Receive, limit: int) -> list[ReceiveMessage]:

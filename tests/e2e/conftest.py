@@ -42,6 +42,7 @@ def environment(**extra: str) -> dict[str, str]:
     env["LIVELINE_METRICS_TOKEN"] = METRICS_TOKEN
     # Many writers on one token, far faster than a desk: quotas are tested on their own (test_quotas.py).
     env["LIVELINE_WRITE_QUOTA_PER_MINUTE"] = env["LIVELINE_WRITE_QUOTA_BURST"] = str(10**9)
+    env["LIVELINE_MAX_WRITES_IN_FLIGHT"] = "1000"  # some tests seed with hundreds of concurrent writes
     env.update(extra)
     return env
 

@@ -25,6 +25,7 @@ async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: 
         pool_max_size=8,
         write_quota_per_minute=UNLIMITED,
         write_quota_burst=UNLIMITED,
+        max_writes_in_flight=1000,  # some tests seed with hundreds of concurrent writes
     )
     app = create_app(settings)
     async with AsyncTestClient(app=app) as test_client:

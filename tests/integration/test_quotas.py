@@ -34,3 +34,14 @@ async def test_a_token_over_its_quota_is_429_and_others_write_on(strict: AsyncTe
     assert await wire.event_count() == before
     assert (await desk.publish(body=paragraph("the desk writes on"))).status_code == 201
     assert (await strict.get("/v1/coverages/kherson/timeline")).status_code == 200
+
+
+async def test_writes_beyond_the_in_flight_limit_are_shed_at_once(database_url: str) -> None:
+    settings = Settings(database_url=database_url, max_writes_in_flight=0)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        api = Api(client, await make_token(database_url, "desk", "editor"), database_url)
+        refused = await api.open()
+        problem = assert_problem(refused, 503)
+        assert refused.headers["retry-after"] == "1" and problem["type"].endswith(":overloaded")
+        assert await api.event_count() == 0
+        assert (await client.get("/v1/coverages")).status_code == 200, "reads are not shed"
