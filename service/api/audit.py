@@ -20,6 +20,7 @@ from service.api.cursors import decode_feed, encode_feed
 from service.api.problems import problems
 from service.audit import VerifyReport, verify
 from service.domain.chain import LoggedEvent
+from service.domain.errors import InvalidCursor
 from service.domain.events import EVENT_TYPES
 from service.domain.ids import is_coverage_id
 from service.store import events
@@ -70,6 +71,14 @@ class AuditController(Controller):
             coverage_id = "\x01"  # matches nothing, and never reaches SQL as a NUL
         if type is not None and type not in EVENT_TYPES:
             type = "\x01"
+        if after is not None:
+            async with pool.acquire() as conn:
+                if not await events.feed_reaches(conn, start):
+                    raise InvalidCursor(
+                        "the feed cursor is beyond this database's log (from another database, or made up); "
+                        "start again without `after`",
+                        cursor=after,
+                    )
         if NDJSON in request.headers.get("accept", ""):
             return Stream(  # type: ignore[return-value]
                 _ndjson(pool, start, coverage_id, type),

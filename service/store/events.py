@@ -9,7 +9,7 @@ The table itself refuses UPDATE, DELETE and TRUNCATE (migration 0001).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,7 +24,16 @@ REBUILT = "*rebuilt"
 """Sent when a rebuild has swapped the reader tables: every process forgets what it rendered."""
 
 _LOCK_STREAM = "SELECT pg_advisory_xact_lock(1, hashtext($1))"
-_HEAD = "SELECT version, hash FROM events WHERE coverage_id = $1 ORDER BY version DESC LIMIT 1"
+# The head of a coverage's stream, and the time its next event is recorded at: the database's clock, read after the
+# coverage lock is held, and never before the head's (so `recorded_at` grows with `version` whatever the writers'
+# clocks, and `as_of=<time>` never takes in an event stamped after the time asked).
+_HEAD = """
+SELECT head.version, head.hash, greatest(clock_timestamp(), head.recorded_at) AS now
+FROM (SELECT 1) AS always
+LEFT JOIN LATERAL (
+    SELECT version, hash, recorded_at FROM events WHERE coverage_id = $1 ORDER BY version DESC LIMIT 1
+) AS head ON true
+"""
 _INSERT = """
 INSERT INTO events (coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at,
                     prev_hash, hash)
@@ -75,10 +84,11 @@ async def append_payload(
 ) -> RecordedEvent:
     """Append a payload as given, in whatever schema version it is written (`append` writes today's)."""
     head = await conn.fetchrow(_HEAD, coverage_id)
-    version = 1 if head is None else head["version"] + 1
-    prev_hash = GENESIS if head is None else head["hash"]
+    assert head is not None
+    version = 1 if head["version"] is None else head["version"] + 1
+    prev_hash = GENESIS if head["hash"] is None else head["hash"]
     stored_metadata = msgspec.to_builtins(metadata)
-    recorded_at = datetime.now(UTC)
+    recorded_at: datetime = head["now"]
     hash_ = link(
         prev_hash,
         canonical_event(
@@ -173,6 +183,20 @@ class FeedCursor(msgspec.Struct, frozen=True):
 
     xid: int = 0
     position: int = 0
+
+
+_FEED_REACH = """
+SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid, coalesce(max(position), 0) AS top
+FROM events
+"""
+
+
+async def feed_reaches(conn: Connection, cursor: FeedCursor) -> bool:
+    """Whether this database has reached the cursor: a cursor from another database (after an import) or a forged
+    one far ahead would otherwise be accepted and silently skip everything up to it."""
+    row = await conn.fetchrow(_FEED_REACH)
+    assert row is not None
+    return bool(cursor.xid < row["next_xid"] and cursor.position <= row["top"])
 
 
 async def read_feed(

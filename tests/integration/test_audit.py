@@ -11,6 +11,7 @@ import pytest
 
 from service import audit
 from service.store.pool import connect
+from service.api.cursors import encode_feed
 from tests.conftest import fresh_database
 from tests.integration.conftest import make_token
 from tests.support import Api, assert_problem, paragraph
@@ -244,13 +245,42 @@ async def test_import_refuses_a_broken_file_and_leaves_the_store_empty(api: Api,
     finally:
         await conn.close()
     altered = exported.copy()
-    altered[4] = altered[4].replace(b'"p', b'"P', 1) if b'"p' in altered[4] else altered[4].replace(b"cms", b"CMS")
+    rewritten = json.loads(altered[4])
+    rewritten["metadata"]["actor"] = "someone else"  # still a well-formed exported event: only the chain can tell
+    altered[4] = json.dumps(rewritten, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     target = await asyncio.to_thread(fresh_database, admin_dsn)
     conn = await connect(target)
     try:
-        with pytest.raises(audit.ImportRefused, match="line 5"):
+        with pytest.raises(audit.ImportRefused, match=r"line 5: kherson version \d+: .*altered"):
             await audit.import_log(conn, altered)
         assert await conn.fetchval("SELECT count(*) FROM events") == 0
         assert await conn.fetchval("SELECT count(*) FROM coverages") == 0
     finally:
         await conn.close()
+
+
+async def test_feed_cursors_beyond_this_databases_log_are_refused(api: Api, auditor_token: str) -> None:
+    await api.open()
+    await api.publish()
+    headers = bearer(auditor_token)
+    first = (await api.client.get("/v1/events", params={"limit": 1}, headers=headers)).json()
+    assert (await api.client.get("/v1/events", params={"after": first["next"]}, headers=headers)).status_code == 200
+    for forged in (encode_feed(2**40, 1), encode_feed(1, 10**9)):
+        for accept in ("application/json", "application/x-ndjson"):
+            refused = await api.client.get("/v1/events", params={"after": forged}, headers={**headers, "Accept": accept})
+            assert_problem(refused, 400)
+
+
+async def test_the_http_verify_answer_names_the_break(api: Api, auditor_token: str) -> None:
+    await record(api)
+    statement, type_ = TAMPERING["data"]
+    version = await version_of_type(api.database_url, type_)
+    await tamper(api.database_url, statement)
+    answer = await api.client.get("/v1/audit/verify", headers=bearer(auditor_token))
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "private, no-store"
+    report = answer.json()
+    assert report["ok"] is False
+    assert (report["failure"]["coverage_id"], report["failure"]["version"]) == ("kherson", version)
+    assert "altered" in report["failure"]["reason"]
+    one = (await api.client.get("/v1/audit/verify", params={"coverage_id": "kherson"}, headers=bearer(auditor_token))).json()
+    assert one["ok"] is False and one["failure"]["version"] == version

@@ -58,3 +58,31 @@ async def test_versions_are_dense_and_each_hash_links_to_the_previous(api: Api) 
         assert row["hash"] == link(previous, canonical)
         assert row["xid"] is not None
         previous = row["hash"]
+
+
+async def test_recorded_at_is_the_databases_clock_and_never_runs_backwards(api: Api) -> None:
+    """An event stamped an hour ahead (a log imported from a host whose clock ran fast) is followed by events
+    stamped no earlier: `recorded_at` grows with `version`, so `as_of=<time>` cannot take in a later event."""
+    await api.open()
+    conn = await asyncpg.connect(api.database_url)
+    try:
+        before = await conn.fetchval("SELECT clock_timestamp()")
+        await api.publish()
+        stamped = await conn.fetchval("SELECT recorded_at FROM events WHERE version = 2")
+        after = await conn.fetchval("SELECT clock_timestamp()")
+        assert before <= stamped <= after, "taken from the database during the append"
+        await conn.execute(
+            """INSERT INTO events (coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at,
+                                   prev_hash, hash)
+               SELECT coverage_id, 3, NULL, 'coverage.updated', 1, '{"title": "ahead"}', metadata,
+                      recorded_at + interval '1 hour', hash, repeat('0', 64)
+               FROM events WHERE version = 2"""
+        )
+        ahead = await conn.fetchval("SELECT recorded_at FROM events WHERE version = 3")
+        await api.client.patch("/v1/coverages/kherson", json={"title": "next"}, headers=api.auth())
+        versions = await conn.fetch("SELECT version, recorded_at FROM events ORDER BY version")
+    finally:
+        await conn.close()
+    assert [r["version"] for r in versions] == [1, 2, 3, 4]
+    assert versions[3]["recorded_at"] >= ahead
+    assert [r["recorded_at"] for r in versions] == sorted(r["recorded_at"] for r in versions)
