@@ -80,7 +80,7 @@ class CoverageController(Controller):
     @post(
         "/",
         operation_id="openCoverage",
-        responses=problems(401, 403, 409, 413, 422),
+        responses=problems(401, 403, 413, 429, 409, 413, 422),
         security=[{"bearer": []}],
         summary="Open a coverage (a live page)",
         guards=[require_role],
@@ -132,7 +132,7 @@ class CoverageController(Controller):
     @patch(
         "/{coverage_id:str}",
         operation_id="updateCoverage",
-        responses=problems(401, 403, 404, 409, 413, 422),
+        responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
         security=[{"bearer": []}],
         summary="Change a coverage's title, summary, editors or time zone",
         guards=[require_role],
@@ -157,7 +157,7 @@ class CoverageController(Controller):
     @post(
         "/{coverage_id:str}/end",
         operation_id="endCoverage",
-        responses=problems(401, 403, 404, 409, 422),
+        responses=problems(401, 403, 413, 429, 404, 409, 422),
         security=[{"bearer": []}],
         summary="End a coverage; later writes are refused until it is reopened",
         guards=[require_role],
@@ -183,7 +183,7 @@ class CoverageController(Controller):
     @post(
         "/{coverage_id:str}/reopen",
         operation_id="reopenCoverage",
-        responses=problems(401, 403, 404, 409, 422),
+        responses=problems(401, 403, 413, 429, 404, 409, 422),
         security=[{"bearer": []}],
         summary="Reopen an ended coverage",
         guards=[require_role],
@@ -209,7 +209,7 @@ class CoverageController(Controller):
     @put(
         "/{coverage_id:str}/pinned",
         operation_id="pinPost",
-        responses=problems(401, 403, 404, 409, 413),
+        responses=problems(401, 403, 413, 429, 404, 409, 413),
         security=[{"bearer": []}],
         summary="Pin a post as latest (replaces any pinned post)",
         guards=[require_role],
@@ -237,7 +237,7 @@ class CoverageController(Controller):
     @delete(
         "/{coverage_id:str}/pinned",
         operation_id="unpinPost",
-        responses=problems(401, 403, 404, 409),
+        responses=problems(401, 403, 413, 429, 404, 409),
         security=[{"bearer": []}],
         summary="Unpin the pinned post",
         guards=[require_role],

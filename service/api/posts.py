@@ -101,7 +101,7 @@ class PostController(Controller):
     @post(
         "/",
         operation_id="publishPost",
-        responses=problems(401, 403, 404, 409, 413, 422),
+        responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
         security=[{"bearer": []}],
         summary="Publish a post (honours Idempotency-Key)",
         guards=[require_role],
@@ -162,7 +162,7 @@ class PostController(Controller):
     @patch(
         "/{post_id:str}",
         operation_id="editPost",
-        responses=problems(401, 403, 404, 409, 412, 413, 422),
+        responses=problems(401, 403, 413, 429, 404, 409, 412, 413, 422),
         security=[{"bearer": []}],
         summary="Edit a post in place (If-Match guards against lost updates)",
         guards=[require_role],
@@ -195,7 +195,7 @@ class PostController(Controller):
     @post(
         "/{post_id:str}/retract",
         operation_id="retractPost",
-        responses=problems(401, 403, 404, 409, 413, 422),
+        responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
         security=[{"bearer": []}],
         summary="Retract a post: it leaves the timeline, history keeps it",
         guards=[require_role],

@@ -111,6 +111,8 @@ _DESCRIPTIONS = {
     412: "If-Match names a revision that is no longer current",
     413: "Request body over the size limit",
     422: "Well-formed but refused (unsafe markup, reused Idempotency-Key, nothing to change)",
+    429: "The token is over its write quota; Retry-After says when to try again",
+    503: "The database is unavailable, or the service is shedding writes; retry after Retry-After",
 }
 
 
@@ -123,5 +125,5 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
             media_type="application/problem+json",
             generate_examples=False,
         )
-        for code in (400, *codes)
+        for code in sorted({400, *codes, 503})
     }
