@@ -133,6 +133,12 @@ _TIMELINE = {
 }
 
 
+def _direction(order: Order, past: int | None) -> tuple[bool, int]:
+    """(newest first?, the sequence to continue past): the first page starts beyond either end."""
+    newest = order == "newest"
+    return newest, (2**31 - 1 if newest else 0) if past is None else past
+
+
 async def timeline_posts(
     conn: Connection,
     coverage_id: str,
@@ -143,8 +149,7 @@ async def timeline_posts(
     key_events_only: bool,
 ) -> Sequence[PostState]:
     """Visible posts in publish order; `past` is the sequence the previous page stopped at."""
-    newest = order == "newest"
-    bound = (2**31 - 1 if newest else 0) if past is None else past
+    newest, bound = _direction(order, past)
     rows = await conn.fetch(_TIMELINE[newest, key_events_only], coverage_id, bound, limit)
     return [msgspec.convert(row["state"], PostState) for row in rows]
 
@@ -184,8 +189,7 @@ async def timeline_page(
 ) -> PageRead | None:
     """What `find_coverage`, `timeline_posts` and the pinned post's `load_post` give, in one round trip: one
     statement sees one snapshot, so no transaction is needed to keep the three consistent."""
-    newest = order == "newest"
-    bound = (2**31 - 1 if newest else 0) if past is None else past
+    newest, bound = _direction(order, past)
     row = await conn.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
     if row is None:
         return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import fresh_database
@@ -84,6 +87,18 @@ def start_server(env: dict[str, str], *extra: str, ready_timeout: float = 30) ->
         time.sleep(0.1)
     process.kill()
     raise RuntimeError("liveline serve did not become ready")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data folder for the embedded PostgreSQL, in /tmp (never under a home folder: root opens its parents)."""
+    folder = Path(tempfile.mkdtemp(prefix="liveline-data-", dir="/tmp"))
+    yield folder
+    pid_file = folder / "postgres" / "postmaster.pid"
+    if pid_file.exists():  # never leak a server, whatever the test did
+        with contextlib.suppress(psutil.NoSuchProcess, ValueError):
+            psutil.Process(int(pid_file.read_text().split()[0])).kill()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import httpx
 import psutil
-import pytest
 
 from tests.e2e.conftest import RunningServer, environment, liveline, start_server
 from tests.support import paragraph
@@ -36,17 +33,6 @@ class Writes:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="liveline-durable-", dir="/tmp"))
-    yield folder
-    pid_file = folder / "postgres" / "postmaster.pid"
-    if pid_file.exists():  # never leak a server, whatever the test did
-        try:
-            psutil.Process(int(pid_file.read_text().split()[0])).kill()
-        except psutil.NoSuchProcess:
-            pass
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def writer(base_url: str, token: str, stop: asyncio.Event, writes: Writes, n: int) -> None:

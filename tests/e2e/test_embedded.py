@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -38,14 +36,6 @@ def workers_gone(base_url: str, within: float = 10) -> bool:
     return False
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="liveline-embedded-", dir="/tmp"))
-    yield folder
-    pid_file = folder / "postgres" / "postmaster.pid"
-    if pid_file.exists():  # never leak a server, whatever the test did
-        psutil.Process(int(pid_file.read_text().split()[0])).kill()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_serve_runs_on_the_embedded_database_and_stops_it_on_sigterm(data_dir: Path) -> None:

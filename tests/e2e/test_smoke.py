@@ -6,25 +6,14 @@ CI runs this file alone on Python 3.12 and 3.13 (`make smoke`), beside the whole
 from __future__ import annotations
 
 import platform
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from service.embedded import server_major
 from tests.e2e.conftest import environment, liveline, start_server
 from tests.support import Api, play_kherson
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="liveline-smoke-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_migrate_serve_and_play_kherson_on_the_embedded_default(data_dir: Path) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,16 +27,10 @@ def fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture
-def workspace() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="liveline-upgrade-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_an_old_major_data_folder_is_refused_with_directions_that_work(workspace: Path) -> None:
-    data_dir = workspace / ".liveline"
-    old = environment(LIVELINE_DATA_DIR=str(data_dir), LIVELINE_EMBEDDED_ENGINE="pgserver")
+def test_an_old_major_data_folder_is_refused_with_directions_that_work(data_dir: Path) -> None:
+    workspace = data_dir  # the folder a newcomer runs in; Liveline keeps its data under .liveline
+    home = workspace / ".liveline"
+    old = environment(LIVELINE_DATA_DIR=str(home), LIVELINE_EMBEDDED_ENGINE="pgserver")
     token = liveline("token", "create", "--name", "cms", "--role", "editor", env=old).stdout.strip()
     server = start_server(old)
     try:
@@ -51,11 +42,11 @@ def test_an_old_major_data_folder_is_refused_with_directions_that_work(workspace
         before = httpx.get(f"{server.base_url}/v1/coverages/kept/timeline").json()
     finally:
         assert server.stop(signal.SIGTERM) == 0
-    pgdata = data_dir / "postgres"
+    pgdata = home / "postgres"
     assert (pgdata / "PG_VERSION").read_text().strip() == "16"
     untouched = fingerprint(pgdata)
 
-    new = environment(LIVELINE_DATA_DIR=str(data_dir))
+    new = environment(LIVELINE_DATA_DIR=str(home))
     for command in (["serve", "--port", "1"], ["token", "list"], ["migrate"]):
         refused = liveline(*command, env=new)
         assert refused.returncode != 0, command
@@ -67,7 +58,7 @@ def test_an_old_major_data_folder_is_refused_with_directions_that_work(workspace
     exported = workspace / "liveline.ndjson"
     dumped = liveline("export", "--output", str(exported), env=old)
     assert dumped.returncode == 0, dumped.stderr
-    data_dir.rename(workspace / ".liveline-pg16")
+    home.rename(workspace / ".liveline-pg16")
     loaded = liveline("import", str(exported), env=new)
     assert loaded.returncode == 0, loaded.stderr
     assert (pgdata / "PG_VERSION").read_text().strip() == "18"
