@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from msgspec import Struct
 
 from service.store import schema
-from service.store.pool import UNAVAILABLE
+from service.store.pool import DATABASE_FAULTS
 
 
 class Health(Struct, frozen=True, omit_defaults=True):
@@ -21,7 +21,7 @@ async def health() -> Health:
     return Health("ok")
 
 
-READY_FAULTS: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
+READY_FAULTS = DATABASE_FAULTS
 
 
 @get(

@@ -36,7 +36,7 @@ from service.domain.ids import is_coverage_id, is_post_id
 from service.domain.state import CoverageState, PostState, Timeline, replay
 from service.projections import read_model
 from service.store import events
-from service.store.pool import Connection, snapshot
+from service.store.pool import DATABASE_FAULTS, Connection, snapshot
 
 log = logging.getLogger("liveline.readers")
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
@@ -353,7 +353,7 @@ class ReaderController(Controller):
             key = None if known is None else ("stream", coverage_id, cursor, known)
             try:
                 batch = await shared.run(key, partial(_read_batch, pool, settings, coverage_id, cursor))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_FAULTS as exc:
                 log.warning("stream of %s: database unavailable (%s); retrying", coverage_id, type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
@@ -374,7 +374,7 @@ class ReaderController(Controller):
                 return
             try:
                 known = await wait_for_change(versions, pool, coverage_id, cursor, settings.stream_keepalive)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DATABASE_FAULTS:
                 known = cursor
                 await asyncio.sleep(1.0)
             if (known is None or known <= cursor) and not versions.closing.is_set():

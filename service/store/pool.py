@@ -33,6 +33,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 """Database faults: the service's outage, never the client's mistake; answered 503 with Retry-After."""
 
+DATABASE_FAULTS: tuple[type[BaseException], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
+"""Everything a read can meet while the database restarts: what a stream or a readiness probe rides out."""
+
 _encoder = msgspec.json.Encoder()
 
 

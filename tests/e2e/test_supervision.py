@@ -61,7 +61,9 @@ async def test_a_killed_embedded_postgres_is_restarted_and_service_resumes(data_
         print(f"ready again {recovered:.1f}s after kill -9 of the postmaster; /ready answered {sorted(statuses)}")
         assert statuses <= {200, 503}
     finally:
-        assert server.stop(signal.SIGTERM) == 0
+        stopped = server.stop(signal.SIGTERM)
+        print(server.log.read_text()[-20_000:])  # shown by pytest only if the test fails
+        assert stopped == 0
     log = server.log.read_text()
     assert "starting it again" in log and "is back" in log
 
