@@ -65,8 +65,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Seconds a transaction may sit idle: an open write transaction would hold the global feed back."""
     pool_acquire_timeout: float = 5.0
     """Seconds a request may wait for a database connection before it is answered 503."""
-    max_writes_in_flight: int = 32
-    """Writes a process works on at once; more are answered 503 with Retry-After at once (load shedding)."""
+    max_writes_in_flight: int = 4
+    """Writes a process works on at once; more are answered 503 with Retry-After at once (load shedding). Keep
+    it below `pool_max_size`: writes to one coverage queue on its lock anyway, and a reader's render must always
+    find a connection."""
     metrics_token: str | None = None
     """Bearer token that /metrics asks for; unset, /metrics is not served (it shows the service's internals)."""
     cors_origins: list[str] = []

@@ -12,6 +12,7 @@ One raw ASGI layer, hand-written on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
@@ -36,6 +37,7 @@ from litestar.types import (
 from prometheus_client import Counter
 
 from service import logs
+from service.api.admission import Admission
 from service.api.body_limits import ShapeRefused, check_shape
 from service.api.caching import cached_answer, public_cache_control, read_key
 from service.api.live import CoverageVersions, RenderedPages
@@ -55,6 +57,8 @@ PUBLIC_HEADERS = "Accept, If-None-Match, Last-Event-ID, X-Request-ID"
 WRITE_HEADERS = f"{PUBLIC_HEADERS}, Authorization, Content-Type, If-Match, Idempotency-Key"
 EXPOSED = "ETag, Location, Retry-After, X-Request-ID"
 READER_ERRORS = (404, 410)
+_CONDITIONS = (b"if-none-match", b"accept-encoding")
+"""Dropped from a background render's request: it must render, not answer 304 or compress."""
 
 
 class RequestIds:
@@ -113,10 +117,15 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
     cache_control = public_cache_control(settings)
     reader_error_cache = f"public, max-age={settings.cache_max_age}"
     ids = RequestIds()
-    writes_in_flight = [0]
+    admission = Admission(settings.max_writes_in_flight)
 
     def fast(scope: Scope, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
-        """A public read already rendered at the coverage's current version, or None for litestar to answer."""
+        """A public read already rendered at the coverage's current version, or None for litestar to answer.
+
+        While writes are being shed, a read whose fresh answer is not rendered yet gets the answer rendered just
+        before the coverage moved on (no staler than `cache_max_age`, as any shared cache may serve it), and a
+        fresh one is rendered in the background: under a flood of writes no reader waits for a render.
+        """
         if scope.get("method") != "GET" or "authorization" in headers:
             return None
         route = _FAST_ROUTE.match(scope["path"])
@@ -128,7 +137,35 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             return None
         key = read_key(versions, scope["path"], scope["query_string"], "application/json")
         rendered = pages.get((coverage_id, known, key))
+        if rendered is None and admission.shedding:
+            rendered = pages.previous(coverage_id, key, within=settings.cache_max_age)
+            if rendered is not None:
+                revalidate(scope, (coverage_id, key))
         return None if rendered is None else cached_answer(headers, rendered, cache_control)
+
+    revalidating: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    def revalidate(scope: Scope, variant: tuple[str, str]) -> None:
+        """Render the current answer of this read in the background (at most one at a time per variant), the
+        same way a reader's request would: through litestar, response dropped, rendered answer kept."""
+        if variant in revalidating:
+            return
+        plain = [(name, value) for name, value in scope["headers"] if name not in _CONDITIONS]
+        copy = cast("Scope", {**scope, "headers": plain, "state": {}})
+
+        async def receive() -> ReceiveMessage:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def discard(_message: Message) -> None:
+            return None
+
+        async def render() -> None:
+            try:
+                await app(copy, receive, discard)
+            finally:
+                del revalidating[variant]
+
+        revalidating[variant] = asyncio.get_running_loop().create_task(render())
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -171,7 +208,7 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             finished(204, fast_path=False)
             return
         writing = method in _WRITES
-        if writing and writes_in_flight[0] >= settings.max_writes_in_flight:
+        if writing and admission.refuses():
             # Shed at once what cannot be done soon: queued writes would time out at the client anyway, and the
             # event loop they would crowd is the one every reader shares.
             status, answer, body = _problem(
@@ -182,9 +219,9 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             return
         if method in _WITH_BODY:
             buffered = await _read_body(receive, settings.max_body_bytes)
-            refused = _shape_refused(buffered, settings.max_body_bytes)
-            if refused is not None:
-                status, answer, body = refused
+            misshapen = _shape_refused(buffered, settings.max_body_bytes)
+            if misshapen is not None:
+                status, answer, body = misshapen
                 await _respond(send, status, {**answer, **extra}, body)
                 finished(status, fast_path=False)
                 return
@@ -209,11 +246,11 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             await send(message)
 
         token = logs.request_id.set(request_id)
-        writes_in_flight[0] += writing
+        admission.in_flight += writing
         try:
             await app(scope, receive, send_with_edge)
         finally:
-            writes_in_flight[0] -= writing
+            admission.in_flight -= writing
             logs.request_id.reset(token)
             finished(status_sent, fast_path=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
@@ -178,18 +179,31 @@ def compress(body: bytes, coding: str) -> bytes:
 
 class RenderedPages:
     """A bounded LRU of rendered answers. An entry states how a coverage renders at one version; when the
-    coverage moves on, its older entries are dropped at once rather than left to age out."""
+    coverage moves on, its older entries leave the LRU at once rather than age out. The newest superseded
+    answer of each (coverage, variant) is kept aside, bounded the same way: under overload the edge may serve it
+    while a fresh one renders (`previous`)."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[tuple[str, int, str], Rendered] = OrderedDict()
         self._by_coverage: dict[str, set[tuple[str, int, str]]] = {}
+        self._previous: OrderedDict[tuple[str, str], tuple[float, Rendered]] = OrderedDict()
+        """(coverage, variant) -> (when it was superseded, on the monotonic clock; the answer)."""
+        self._previous_versions: dict[tuple[str, str], int] = {}
 
     def get(self, key: tuple[str, int, str]) -> Rendered | None:
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
         return found
+
+    def previous(self, coverage_id: str, variant: str, within: float) -> Rendered | None:
+        """The newest answer rendered for this variant before the coverage moved on, if it was still current
+        `within` seconds ago: no staler than a shared cache may serve it under our Cache-Control."""
+        found = self._previous.get((coverage_id, variant))
+        if found is None or time.monotonic() - found[0] > within:
+            return None
+        return found[1]
 
     def put(self, key: tuple[str, int, str], rendered: Rendered) -> None:
         self._entries[key] = rendered
@@ -203,7 +217,15 @@ class RenderedPages:
         keys = self._by_coverage.get(coverage_id, set())
         for key in [k for k in keys if k[1] < version]:
             keys.discard(key)
-            self._entries.pop(key, None)
+            rendered = self._entries.pop(key, None)
+            aside = (coverage_id, key[2])
+            if rendered is not None and self._previous_versions.get(aside, 0) < key[1]:
+                self._previous[aside] = (time.monotonic(), rendered)
+                self._previous_versions[aside] = key[1]
+                self._previous.move_to_end(aside)
+        while len(self._previous) > self._capacity:
+            gone, _ = self._previous.popitem(last=False)
+            del self._previous_versions[gone]
 
     def __len__(self) -> int:
         return len(self._entries)
