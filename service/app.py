@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from service import logs
+from service import keys, logs
 from service.api.audit import AuditController
 from service.api.coverages import CoverageController
 from service.api.dependencies import DEPENDENCIES
@@ -24,6 +24,7 @@ from service.api.posts import PostController
 from service.api.problems import internal_error, problem_plugin
 from service.api.quotas import WriteQuotas
 from service.api.readers import ReaderController
+from service.api.transparency import Logs, TransparencyController
 from service.config import Settings
 from service.store import schema
 from service.store.listen import ChangeListener
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             ReaderController,
             PostController,
             AuditController,
+            TransparencyController,
             MetricsController,
             health,
             ready,
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 "pages": pages,
                 "reads": SharedReads(),
                 "quotas": WriteQuotas(settings.write_quota_per_minute, settings.write_quota_burst),
+                "logs": Logs(keys.signer(settings)),
             }
         ),
         request_max_body_size=settings.max_body_bytes,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -22,9 +23,10 @@ from litestar import Litestar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from service import audit, logs
+from service import audit, logs, witness
 from service.app import create_app
 from service.config import Settings
+from service.domain.note import NoteError
 from service.embedded import DataFolderFromAnotherMajor, database_url
 from service.projections.rebuild import RebuildBusy, RebuildResult, rebuild_online
 from service.store import schema, tokens
@@ -220,6 +222,43 @@ def verify_command(coverage_id: str | None) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if not report.ok:
         raise SystemExit(1)
+
+
+@main.command("witness")
+@click.argument("source")
+@click.option("--state", required=True, type=click.Path(dir_okay=False), help="The witness's own JSON file.")
+@click.option("--key", default=None, help="Verifier key to trust; default: the service's, pinned on first use.")
+@click.option("--coverage", "coverages", multiple=True, help="Only these coverages (default: all, and all witnessed).")
+def witness_command(source: str, state: str, key: str | None, coverages: tuple[str, ...]) -> None:
+    """Check that the transparency logs at SOURCE (a service URL, or an export file) extend every checkpoint this
+    witness has seen: truncation, rewritten events and forks are reported by coverage and size, exit status 1.
+    Against a service, the newest checkpoints are then remembered (only when nothing was found)."""
+    path = Path(state)
+    seen = witness.State.load(path)
+    if not source.startswith(("http://", "https://")):
+        with open(source, "rb") as lines:
+            findings, compared = witness.check_export(lines, seen)
+        for finding in findings:
+            click.echo(f"liveline witness: {finding}", err=True)
+        click.echo(f"liveline witness: {compared} witnessed logs compared with {source}", err=True)
+        raise SystemExit(1 if findings else 0)
+    try:
+        checker = witness.ServiceWitness(source, seen, key)
+        findings = checker.run(coverages)
+    except (witness.Unreachable, LookupError, NoteError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if checker.pinned_now:
+        click.echo(f"liveline witness: trusting {checker.verifier.text()} from now on", err=True)
+    if checker.key_changed:
+        click.echo(
+            "liveline witness: the service now publishes another key; still checking with the pinned one", err=True
+        )
+    for finding in findings:
+        click.echo(f"liveline witness: {finding}", err=True)
+    if findings:
+        raise SystemExit(1)
+    seen.save(path)
+    click.echo(f"liveline witness: {len(seen.logs)} logs consistent with every checkpoint witnessed", err=True)
 
 
 @main.command("export")

@@ -30,6 +30,8 @@ ENVIRONMENT = {
     "idle_in_transaction_timeout": "LIVELINE_IDLE_IN_TRANSACTION_TIMEOUT",
     "pool_acquire_timeout": "LIVELINE_POOL_ACQUIRE_TIMEOUT",
     "max_writes_in_flight": "LIVELINE_MAX_WRITES_IN_FLIGHT",
+    "signing_key": "LIVELINE_SIGNING_KEY",
+    "log_name": "LIVELINE_LOG_NAME",
 }
 
 
@@ -69,6 +71,12 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Writes a process works on at once; more are answered 503 with Retry-After at once (load shedding). Keep
     it below `pool_max_size`: writes to one coverage queue on its lock anyway, and a reader's render must always
     find a connection."""
+    signing_key: str | None = None
+    """The transparency log's Ed25519 signer key (`PRIVATE+KEY+<name>+<id>+<key>`, Go's sumdb/note form); unset,
+    the key in `<data_dir>/log-signing-key` is used, made on first start."""
+    log_name: str | None = None
+    """The name a new signing key gets, and so the prefix of every checkpoint's origin (`<name>/<coverage>`);
+    unset, the host of `public_url`."""
     metrics_token: str | None = None
     """Bearer token that /metrics asks for; unset, /metrics is not served (it shows the service's internals)."""
     cors_origins: list[str] = []

@@ -432,7 +432,7 @@ async def _read_batch(pool: asyncpg.Pool, settings: Settings, coverage_id: str, 
 
 def _gist(view: CoverageView) -> CoverageView:
     """What a `coverage` event is about: not the bookkeeping every event moves."""
-    return msgspec.structs.replace(view, cursor="", version=0, updated_at=view.started_at)
+    return msgspec.structs.replace(view, cursor="", checkpoint="", version=0, updated_at=view.started_at)
 
 
 async def _as_of_version(conn: Connection, coverage_id: str, as_of: str) -> int:

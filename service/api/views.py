@@ -29,6 +29,8 @@ class CoverageView(Struct, frozen=True, kw_only=True):
     pinned_post_id: str | None
     latest_post_id: str | None
     cursor: str
+    checkpoint: str
+    """Where the signed checkpoint of the coverage's log at this version is: what a reader saw, provably."""
     poll_interval: int | None
     """Seconds to wait before polling again; null once the coverage has ended (stop polling)."""
 
@@ -113,6 +115,7 @@ def coverage_view(coverage: CoverageState, latest_post_id: str | None, poll_inte
         pinned_post_id=coverage.pinned_post_id,
         latest_post_id=latest_post_id,
         cursor=encode_cursor(coverage.id, coverage.version),
+        checkpoint=f"/v1/coverages/{coverage.id}/checkpoint?size={coverage.version}",
         poll_interval=poll_interval if coverage.status == "live" else None,
     )
 

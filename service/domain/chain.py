@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from service.domain import merkle
 
 GENESIS = "0" * 64
 
@@ -27,29 +30,50 @@ def canonical_event(
     data: Any,
     metadata: Any,
     recorded_at: datetime,
+    commitment: str | None = None,
 ) -> bytes:
-    """The bytes an event's hash covers: every stored field but its position and hashes, keys sorted."""
-    return _canonical.encode(
-        {
-            "coverage_id": coverage_id,
-            "version": version,
-            "post_id": post_id,
-            "type": type_,
-            "schema_version": schema_version,
-            "data": data,
-            "metadata": metadata,
-            "recorded_at": canonical_time(recorded_at),
-        }
-    )
+    """The bytes an event's hash covers: every stored field but its position and hashes, keys sorted. With a
+    `commitment` (events since migration 0006) it stands in for the data, so the data can be erased later."""
+    fields = {
+        "coverage_id": coverage_id,
+        "version": version,
+        "post_id": post_id,
+        "type": type_,
+        "schema_version": schema_version,
+        "metadata": metadata,
+        "recorded_at": canonical_time(recorded_at),
+    }
+    if commitment is None:
+        fields["data"] = data
+    else:
+        fields["commitment"] = commitment
+    return _canonical.encode(fields)
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def commit(salt: str, data: Any) -> str:
+    """A salted commitment to an event's data: without the salt, it confirms no guess of the data."""
+    return hashlib.sha256(bytes.fromhex(salt) + _canonical.encode(data)).hexdigest()
+
+
+def leaf(hash_: str) -> bytes:
+    """An event's leaf in its coverage's Merkle tree (domain.merkle): the RFC 6962 leaf hash of its chain hash,
+    which covers everything the event says."""
+    return merkle.leaf_hash(bytes.fromhex(hash_))
 
 
 def link(prev_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical).hexdigest()
 
 
-class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """An event exactly as the log stores it (payload not upcast): what auditors read, export writes and
-    import reads back. `recorded_at` is the canonical time string the hash covers."""
+    import reads back. `recorded_at` is the canonical time string the hash covers. `salt` and `commitment` are
+    absent from events written before migration 0006 (so their export lines are unchanged), and `salt` from
+    events whose content was erased."""
 
     position: int
     coverage_id: str
@@ -62,6 +86,8 @@ class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: str
     prev_hash: str
     hash: str
+    salt: str | None = None
+    commitment: str | None = None
 
     def expected_hash(self) -> str:
         return link(
@@ -75,8 +101,13 @@ class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
                 data=self.data,
                 metadata=self.metadata,
                 recorded_at=datetime.fromisoformat(self.recorded_at),
+                commitment=self.commitment,
             ),
         )
+
+    def content_matches(self) -> bool:
+        """Whether the data is what the commitment was made to (vacuously, where there is none, or no salt)."""
+        return self.commitment is None or self.salt is None or commit(self.salt, self.data) == self.commitment
 
 
 class ChainBreak(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +148,8 @@ class ChainChecker:
             return broken("prev_hash does not match the hash of the event before")
         if event.hash != event.expected_hash():
             return broken("hash does not match the event's content: the event was altered")
+        if not event.content_matches():
+            return broken("the data does not match its salted commitment: the event was altered")
         self._heads[event.coverage_id] = ChainHead(
             coverage_id=event.coverage_id,
             events=(head.events if head else 0) + 1,

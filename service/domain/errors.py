@@ -104,3 +104,19 @@ class InvalidAsOf(DomainError):
     status = 400
     slug = "invalid-as-of"
     title = "Unusable as_of"
+
+
+class BeyondTheLog(DomainError):
+    """A tree size or an event the coverage's transparency log does not have (yet)."""
+
+    status = 400
+    slug = "beyond-the-log"
+    title = "Beyond the coverage's log"
+
+
+class LogInconsistent(DomainError):
+    """The stored log lacks an event its coverage's version says exists: auditors should run `verify`."""
+
+    status = 409
+    slug = "log-inconsistent"
+    title = "The stored log is not whole"

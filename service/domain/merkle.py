@@ -37,22 +37,27 @@ class Tree:
     or a proof costs O(log n) hashes whatever the size."""
 
     def __init__(self) -> None:
-        self._levels: list[list[bytes]] = [[]]
-        """_levels[k][i]: the hash of the 2**k leaves from i * 2**k."""
+        self._levels: list[bytearray] = [bytearray()]
+        """_levels[k], 32 bytes a node: the hash of the 2**k leaves from i * 2**k at [32 i, 32 i + 32) (flat
+        bytes rather than lists of hashes: 64 bytes per leaf in all, not about 160)."""
 
     @property
     def size(self) -> int:
-        return len(self._levels[0])
+        return len(self._levels[0]) // HASH_SIZE
+
+    def _node(self, level: int, index: int) -> bytes:
+        return bytes(self._levels[level][index * HASH_SIZE : (index + 1) * HASH_SIZE])
 
     def append(self, leaf: bytes) -> None:
         """Add a leaf by its hash (`leaf_hash` of its data)."""
-        self._levels[0].append(leaf)
+        if len(leaf) != HASH_SIZE:
+            raise ValueError("a leaf hash is 32 bytes")
+        self._levels[0] += leaf
         level, index = 0, self.size - 1
         while index % 2 == 1:
-            below = self._levels[level]
             if len(self._levels) == level + 1:
-                self._levels.append([])
-            self._levels[level + 1].append(node_hash(below[index - 1], below[index]))
+                self._levels.append(bytearray())
+            self._levels[level + 1] += node_hash(self._node(level, index - 1), self._node(level, index))
             level, index = level + 1, index // 2
 
     def root(self, size: int | None = None) -> bytes:
@@ -76,7 +81,7 @@ class Tree:
     def _subtree(self, start: int, end: int) -> bytes:
         n = end - start
         if n & (n - 1) == 0 and start % n == 0:  # a complete subtree: remembered
-            return self._levels[n.bit_length() - 1][start // n]
+            return self._node(n.bit_length() - 1, start // n)
         k = _split(n)
         return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
 

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.domain.chain import GENESIS, LoggedEvent, canonical_event, canonical_time, link
+from service.domain.chain import GENESIS, LoggedEvent, canonical_event, canonical_time, commit, link, new_salt
 from service.domain.events import EventData, Metadata, RecordedEvent, decode_payload, event_type, payload
 from service.store.pool import Connection
 
@@ -36,12 +36,15 @@ LEFT JOIN LATERAL (
 """
 _INSERT = """
 INSERT INTO events (coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at,
-                    prev_hash, hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    prev_hash, hash, salt, commitment)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING position
 """
 _NOTIFY = "SELECT pg_notify($1, $2)"
-_COLUMNS = "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash"
+_COLUMNS = (
+    "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash, "
+    "salt, commitment"
+)
 _STREAM = f"SELECT {_COLUMNS} FROM events WHERE coverage_id = $1 AND version <= $2 ORDER BY version"  # noqa: S608 (constant column list)
 _COUNT = "SELECT count(*) FROM events"
 # A post's own events (index events_post) and, with each pin, when the next pin of the coverage replaced it
@@ -89,6 +92,8 @@ async def append_payload(
     prev_hash = GENESIS if head["hash"] is None else head["hash"]
     stored_metadata = msgspec.to_builtins(metadata)
     recorded_at: datetime = head["now"]
+    salt = new_salt()
+    commitment = commit(salt, stored_data)
     hash_ = link(
         prev_hash,
         canonical_event(
@@ -100,6 +105,7 @@ async def append_payload(
             data=stored_data,
             metadata=stored_metadata,
             recorded_at=recorded_at,
+            commitment=commitment,
         ),
     )
     position = await conn.fetchval(
@@ -114,6 +120,8 @@ async def append_payload(
         recorded_at,
         prev_hash,
         hash_,
+        salt,
+        commitment,
     )
     # The notification carries only where to look, never the payload; it is sent on commit.
     await conn.execute(_NOTIFY, NOTIFY_CHANNEL, f"{coverage_id}:{version}")
@@ -230,7 +238,26 @@ def logged(row: asyncpg.Record) -> LoggedEvent:
         recorded_at=canonical_time(row["recorded_at"]),
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        salt=row.get("salt"),
+        commitment=row.get("commitment"),
     )
+
+
+async def chain_hashes(conn: Connection, coverage_id: str, after_version: int) -> list[tuple[int, str]]:
+    """(version, hash) of a coverage's events after a version, in version order: the leaves of its Merkle tree."""
+    rows = await conn.fetch(
+        "SELECT version, hash FROM events WHERE coverage_id = $1 AND version > $2 ORDER BY version",
+        coverage_id,
+        after_version,
+    )
+    return [(row["version"], row["hash"]) for row in rows]
+
+
+async def chain_hash(conn: Connection, coverage_id: str, version: int) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT hash FROM events WHERE coverage_id = $1 AND version = $2", coverage_id, version
+    )
+    return found
 
 
 async def each_in_chain_order(
@@ -264,12 +291,12 @@ async def insert_logged(conn: Connection, batch: list[LoggedEvent]) -> int:
         "events",
         columns=[
             "position", "coverage_id", "version", "post_id", "type", "schema_version",
-            "data", "metadata", "recorded_at", "prev_hash", "hash",
+            "data", "metadata", "recorded_at", "prev_hash", "hash", "salt", "commitment",
         ],
         records=[
             (
                 e.position, e.coverage_id, e.version, e.post_id, e.type, e.schema_version,
-                e.data, e.metadata, datetime.fromisoformat(e.recorded_at), e.prev_hash, e.hash,
+                e.data, e.metadata, datetime.fromisoformat(e.recorded_at), e.prev_hash, e.hash, e.salt, e.commitment,
             )
             for e in batch
         ],

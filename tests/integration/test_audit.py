@@ -14,6 +14,7 @@ from service.store.pool import connect
 from service.api.cursors import encode_feed
 from tests.conftest import fresh_database
 from tests.integration.conftest import make_token
+from service.domain.chain import commit
 from tests.support import Api, assert_problem, paragraph
 
 
@@ -49,8 +50,11 @@ async def test_feed_pages_through_every_event_and_filters(api: Api, auditor_toke
     first = seen[0]
     assert set(first) == {
         "position", "coverage_id", "version", "post_id", "type", "schema_version", "data", "metadata",
-        "recorded_at", "prev_hash", "hash",
+        "recorded_at", "prev_hash", "hash", "salt", "commitment",
     }  # fmt: skip
+    # The hash covers a salted commitment to the data (so content can be erased and the chain still verify).
+    assert all(e["commitment"] == commit(e["salt"], e["data"]) for e in seen)
+    assert len({e["salt"] for e in seen}) == 9
     assert first["metadata"]["actor"] == "cms"
     again = (await api.client.get("/v1/events", params={"after": after}, headers=bearer(auditor_token))).json()
     assert again["events"] == [] and again["next"] == after, "a caught-up reader keeps its place"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from service.domain.chain import GENESIS, canonical_event, link
+from service.domain.chain import commit, GENESIS, canonical_event, link
 from tests.support import Api
 
 
@@ -54,8 +54,10 @@ async def test_versions_are_dense_and_each_hash_links_to_the_previous(api: Api) 
             data=row["data"],
             metadata=row["metadata"],
             recorded_at=row["recorded_at"],
+            commitment=row["commitment"],
         )
         assert row["hash"] == link(previous, canonical)
+        assert row["commitment"] == commit(row["salt"], row["data"]), "the hash covers a salted commitment"
         assert row["xid"] is not None
         previous = row["hash"]
 
