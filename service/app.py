@@ -80,7 +80,13 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 if not await schema.is_at_head(conn):
                     raise NotMigrated("the database is not migrated to head: run `liveline migrate`")
             app.state.pool = pool
-            listener = ChangeListener(settings.database_url, versions.observe, versions.connected)
+            reads: SharedReads = app.state.reads
+
+            def forget(coverage_id: str) -> None:
+                pages.forget(coverage_id)
+                reads.forget(coverage_id)
+
+            listener = ChangeListener(settings.database_url, versions.observe, versions.connected, forget)
             listener.start()
             if worker:
                 close_streams_on_signals(versions)

@@ -45,6 +45,8 @@ async def verify(conn: Connection, coverage_id: str | None = None) -> VerifyRepo
                 break
         heads = checker.heads()
         if failure is None:
+            failure = checker.finish()
+        if failure is None:
             failure = await _short_logs(conn, heads, coverage_id)
     head = heads[0].head if coverage_id and heads else None
     return VerifyReport(ok=failure is None, events=count, coverages=heads, failure=failure, head=head)
@@ -108,6 +110,11 @@ async def import_log(conn: Connection, lines: Iterable[bytes], batch: int = 1_00
                 imported += await events.insert_logged(conn, pending)
                 pending = []
         imported += await events.insert_logged(conn, pending)
+        unredacted = checker.finish()
+        if unredacted is not None:
+            raise ImportRefused(
+                f"{unredacted.coverage_id} version {unredacted.version}: {unredacted.reason}; nothing imported"
+            )
         await events.advance_positions(conn)
         await rebuild(conn)
     return imported

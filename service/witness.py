@@ -175,6 +175,11 @@ def check_export(lines: Iterable[bytes], state: State) -> tuple[list[Finding], i
             )
             continue
         trees.setdefault(event.coverage_id, Tree()).append(leaf(event.hash))
+    unredacted = checker.finish()
+    if unredacted is not None:
+        broken.setdefault(
+            unredacted.coverage_id, Finding(unredacted.coverage_id, unredacted.version, unredacted.reason)
+        )
     findings: list[Finding] = []
     compared = 0
     for origin, seen in sorted(state.logs.items()):

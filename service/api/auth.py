@@ -13,6 +13,8 @@ from service.store.tokens import Role, TokenHolder, find_holder
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="liveline"'}
 EDITORS: dict[str, Any] = {"roles": ("editor",)}
+ADMINS: dict[str, Any] = {"roles": ()}
+"""Admins only (an admin passes every role check)."""
 """`opt` for routes that change the record."""
 
 

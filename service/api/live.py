@@ -120,6 +120,11 @@ class SharedReads:
         self.reads = 0
         """Reads actually made (the rest were shared): for tests and metrics."""
 
+    def forget(self, coverage_id: str) -> None:
+        """Drop the kept answers of a coverage (its content was erased)."""
+        for key in [k for k in self._recent if isinstance(k, tuple) and coverage_id in k[:2]]:
+            del self._recent[key]
+
     async def run(self, key: Hashable | None, read: Callable[[], Awaitable[T]]) -> T:
         """`key` names everything the answer depends on, the coverage version included; None reads alone."""
         if key is None:
@@ -226,6 +231,14 @@ class RenderedPages:
         while len(self._previous) > self._capacity:
             gone, _ = self._previous.popitem(last=False)
             del self._previous_versions[gone]
+
+    def forget(self, coverage_id: str) -> None:
+        """Drop everything rendered of a coverage (its content was erased)."""
+        for key in self._by_coverage.pop(coverage_id, set()):
+            self._entries.pop(key, None)
+        for aside in [a for a in self._previous if a[0] == coverage_id]:
+            del self._previous[aside]
+            self._previous_versions.pop(aside, None)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from service.api.auth import EDITORS, authenticate, may, require_role
+from service.api.auth import ADMINS, EDITORS, authenticate, may, require_role
 from service.api.caching import PRIVATE, conditional_json, coverage_read, encode, public_cache_control
 from service.api.coverages import find_coverage
 from service.api.problems import problems
@@ -27,7 +27,7 @@ from service.api.views import (
 from service.api.writing import IdempotencyKeyHeader, run
 from service.config import Settings
 from service.domain import commands
-from service.domain.commands import EditPost, PublishPost, RetractPost
+from service.domain.commands import EditPost, PublishPost, RedactPost, RetractPost
 from service.domain.errors import PostGone, PostNotFound
 from service.domain.ids import is_post_id, new_post_id
 from service.domain.state import CoverageState, PostState, post_history
@@ -94,6 +94,11 @@ async def _tombstone_answer(_: Connection, __: CoverageState | None, post: PostS
     return Answer(200, encode(tombstone(post)))
 
 
+async def _redaction_answer(_: Connection, __: CoverageState | None, post: PostState | None) -> Answer:
+    assert post is not None
+    return Answer(200, encode(tombstone(post, full=True)))
+
+
 class PostController(Controller):
     path = "/v1/coverages/{coverage_id:str}/posts"
     tags = ["posts"]
@@ -148,7 +153,8 @@ class PostController(Controller):
                 found = await find_post(conn, coverage_id, post_id)
             if found.retracted:
                 stone = tombstone(found)
-                raise PostGone(f"post {post_id} was retracted: {stone.reason}", tombstone=stone)
+                withdrawn = "redacted" if found.redacted else "retracted"
+                raise PostGone(f"post {post_id} was {withdrawn}: {stone.reason}", tombstone=stone)
             return coverage.version, post_view(found, coverage.pinned_post_id)
 
         return await coverage_read(
@@ -226,6 +232,40 @@ class PostController(Controller):
             respond=_tombstone_answer,
         )
 
+    @post(
+        "/{post_id:str}/redact",
+        operation_id="redactPost",
+        responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
+        security=[{"bearer": []}],
+        summary="Erase a post's content by law (admin): it leaves every event, read model, cache and export",
+        guards=[require_role],
+        opt=ADMINS,
+        status_code=200,
+    )
+    async def redact_post(
+        self,
+        request: Request[Any, Any, State],
+        pool: NamedDependency[asyncpg.Pool],
+        coverage_id: FromPath[str],
+        post_id: FromPath[str],
+        data: JSONBody[RedactPost],
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[Tombstone]:
+        if not is_post_id(post_id):
+            raise post_not_found(coverage_id, post_id)
+        return await run(
+            request,
+            pool,
+            coverage_id=coverage_id,
+            post_id=post_id,
+            data=data,
+            idempotency_key=idempotency_key,
+            decide=lambda coverage, current: [
+                Change(post_id, commands.decide_redact(coverage, current, coverage_id, post_id, data))
+            ],
+            respond=_redaction_answer,
+        )
+
     @get(
         "/{post_id:str}/history",
         operation_id="getPostHistory",
@@ -257,7 +297,7 @@ class PostController(Controller):
             history = PostHistory(
                 coverage_id=coverage_id,
                 post_id=post_id,
-                tombstone=tombstone(final) if final.retracted else None,
+                tombstone=tombstone(final, full=full) if final.retracted else None,
                 entries=entries,
             )
             return coverage.version, history

@@ -10,7 +10,7 @@ from msgspec import Struct
 
 from service.api.cursors import encode_cursor
 from service.domain.blocks import Block
-from service.domain.events import Contributor, PostEdited, PostRetracted, RecordedEvent
+from service.domain.events import Contributor, PostEdited, PostRedacted, PostRetracted, RecordedEvent
 from service.domain.state import CoverageState, PostState
 
 
@@ -73,11 +73,16 @@ class ChangesPage(Struct, frozen=True, kw_only=True):
     poll_interval: int | None
 
 
-class Tombstone(Struct, frozen=True, kw_only=True):
+class Tombstone(Struct, frozen=True, kw_only=True, omit_defaults=True):
     post_id: str
     coverage_id: str
     retracted_at: datetime
+    """When the post left the timeline: its retraction, or its redaction."""
     reason: str
+    redacted: bool = False
+    """The post's content was erased (lawful erasure); `reason` is the redaction's."""
+    legal_reference: str | None = None
+    """For auditors and editors: what the erasure answers to."""
 
 
 class HistoryEntry(Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -136,7 +141,16 @@ def post_view(post: PostState, pinned_post_id: str | None) -> PostView:
     )
 
 
-def tombstone(post: PostState) -> Tombstone:
+def tombstone(post: PostState, *, full: bool = False) -> Tombstone:
+    if post.redacted_at is not None:
+        return Tombstone(
+            post_id=post.id,
+            coverage_id=post.coverage_id,
+            retracted_at=post.redacted_at,
+            reason=post.redaction_reason or "",
+            redacted=True,
+            legal_reference=post.legal_reference if full else None,
+        )
     assert post.retracted_at is not None and post.retraction_reason is not None
     return Tombstone(
         post_id=post.id,
@@ -149,13 +163,13 @@ def tombstone(post: PostState) -> Tombstone:
 def history_entry(event: RecordedEvent, post: PostState, pinned_post_id: str | None, *, full: bool) -> HistoryEntry:
     """One step of a post's history; `full` (auditors, editors) adds who asked and shows retracted content."""
     data = event.data
-    show_post = full or not post.retracted
+    show_post = not post.redacted and (full or not post.retracted)
     entry = HistoryEntry(
         version=event.version,
         type=event.type,
         recorded_at=event.recorded_at,
         note=data.note if isinstance(data, PostEdited) else None,
-        reason=data.reason if isinstance(data, PostRetracted) else None,
+        reason=data.reason if isinstance(data, PostRetracted | PostRedacted) else None,
         post=post_view(post, pinned_post_id) if show_post else None,
     )
     if not full:

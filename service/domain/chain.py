@@ -125,10 +125,17 @@ class ChainHead(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ChainChecker:
-    """Follows every coverage's chain event by event (events of one coverage must come in version order)."""
+    """Follows every coverage's chain event by event (events of one coverage must come in version order).
+
+    Erased content (a redaction's work) is accepted where a later `post.redacted` of the same post says so: an
+    erased event with a commitment still verifies through it; one from before commitments (0006) keeps the hash
+    it had, which is trusted as the Merkle trees trust it. `finish` reports erasures no redaction covers.
+    """
 
     def __init__(self) -> None:
         self._heads: dict[str, ChainHead] = {}
+        self._erased: dict[tuple[str, str | None, int], LoggedEvent] = {}
+        """(coverage, post, redaction version) -> the first erased event waiting for that redaction"""
 
     def check(self, event: LoggedEvent) -> ChainBreak | None:
         head = self._heads.get(event.coverage_id)
@@ -146,7 +153,13 @@ class ChainChecker:
             )
         if event.prev_hash != expected_prev:
             return broken("prev_hash does not match the hash of the event before")
-        if event.hash != event.expected_hash():
+        erased = event.data.get("erased")
+        if isinstance(erased, dict):
+            self._erased.setdefault((event.coverage_id, event.post_id, erased.get("by", 0)), event)
+        elif event.type == "post.redacted":
+            self._erased.pop((event.coverage_id, event.post_id, event.version), None)
+        trusted = isinstance(erased, dict) and event.commitment is None  # erased before commitments existed
+        if not trusted and event.hash != event.expected_hash():
             return broken("hash does not match the event's content: the event was altered")
         if not event.content_matches():
             return broken("the data does not match its salted commitment: the event was altered")
@@ -156,6 +169,17 @@ class ChainChecker:
             version=event.version,
             head=event.hash,
         )
+        return None
+
+    def finish(self) -> ChainBreak | None:
+        """After the last event: content erased with no redaction to show for it."""
+        for event in sorted(self._erased.values(), key=lambda e: (e.coverage_id, e.version)):
+            return ChainBreak(
+                coverage_id=event.coverage_id,
+                version=event.version,
+                position=event.position,
+                reason="the event's content was removed, but no post.redacted event of its post says so",
+            )
         return None
 
     def heads(self) -> list[ChainHead]:

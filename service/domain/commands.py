@@ -21,6 +21,7 @@ from service.domain.errors import (
     InvalidField,
     NothingToChange,
     PostNotFound,
+    PostRedactedAlready,
     PostRetracted,
     RevisionMismatch,
 )
@@ -34,6 +35,7 @@ from service.domain.events import (
     PostEdited,
     PostPinned,
     PostPublished,
+    PostRedacted,
     PostUnpinned,
 )
 from service.domain.events import (
@@ -96,6 +98,13 @@ class EditPost(_Request, frozen=True):
 
 class RetractPost(_Request, frozen=True):
     reason: Reason
+
+
+class RedactPost(_Request, frozen=True):
+    reason: Annotated[Reason, Meta(description="shown to everyone with the tombstone")]
+    legal_reference: Annotated[
+        str, Meta(min_length=1, max_length=500, description="the order or request erased for: auditors only")
+    ]
 
 
 class PinPost(_Request, frozen=True):
@@ -258,6 +267,20 @@ def decide_retract(
     require_live(coverage, coverage_id)
     require_unretracted(post, coverage_id, post_id)
     return PostRetractedEvent(reason=clean_text(request.reason, "reason"))
+
+
+def decide_redact(
+    coverage: CoverageState | None, post: PostState | None, coverage_id: str, post_id: str, request: RedactPost
+) -> PostRedacted:
+    """Erasure works on any post of any coverage, live or ended, retracted or not; once."""
+    require_coverage(coverage, coverage_id)
+    found = require_post(post, coverage_id, post_id)
+    if found.redacted:
+        raise PostRedactedAlready(f"post {post_id} was already redacted", post_id=post_id)
+    return PostRedacted(
+        reason=clean_text(request.reason, "reason"),
+        legal_reference=clean_text(request.legal_reference, "legal_reference"),
+    )
 
 
 def decide_pin(

@@ -50,6 +50,11 @@ class PostRetracted(DomainError):
     title = "Post has been retracted"
 
 
+class PostRedactedAlready(DomainError):
+    slug = "post-redacted"
+    title = "Post has already been redacted"
+
+
 class PostGone(DomainError):
     """Reading a retracted post: the tombstone travels in the problem body."""
 

@@ -85,6 +85,28 @@ class PostRetracted(EventData, frozen=True, tag="post.retracted"):
     reason: str
 
 
+class PostRedacted(EventData, frozen=True, tag="post.redacted"):
+    """Lawful erasure: the post's content leaves every earlier event (they keep an `Erased` marker instead)."""
+
+    reason: str
+    """Shown to everyone with the tombstone."""
+    legal_reference: str
+    """The order or request the erasure answers to: for auditors only."""
+
+
+ERASABLE = ("post.published", "post.edited", "post.retracted")
+"""The events whose data a redaction erases: those that carry what a post said."""
+
+
+class Erased(Struct, frozen=True, kw_only=True):
+    """What stands in an erased event's data: which redaction erased it, and why."""
+
+    by: int
+    """The version of the `post.redacted` event."""
+    reason: str
+    at: datetime
+
+
 AnyEvent = (
     CoverageOpened
     | CoverageUpdated
@@ -95,6 +117,7 @@ AnyEvent = (
     | PostPinned
     | PostUnpinned
     | PostRetracted
+    | PostRedacted
 )
 
 EVENT_TYPES: dict[str, type[EventData]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
@@ -115,7 +138,7 @@ class RecordedEvent(Struct, frozen=True, kw_only=True):
     post_id: str | None
     type: str
     schema_version: int
-    data: AnyEvent
+    data: AnyEvent | Erased
     metadata: Metadata
     recorded_at: datetime
     prev_hash: str
@@ -136,7 +159,16 @@ def payload(data: EventData) -> dict[str, object]:
     return raw
 
 
-def decode_payload(type_: str, schema_version: int, data: dict[str, Any]) -> AnyEvent:
-    """The payload in today's shape, whatever version stored it (the stored bytes are never touched)."""
+def erased_payload(redaction_version: int, reason: str, at: datetime) -> dict[str, Any]:
+    """The data an erased event keeps."""
+    marker = msgspec.to_builtins(Erased(by=redaction_version, reason=reason, at=at))
+    return {"erased": marker}
+
+
+def decode_payload(type_: str, schema_version: int, data: dict[str, Any]) -> AnyEvent | Erased:
+    """The payload in today's shape, whatever version stored it (the stored bytes are never touched); the
+    marker of erased content where a redaction erased it."""
+    if "erased" in data:
+        return msgspec.convert(data["erased"], Erased)
     event: AnyEvent = msgspec.convert({**upcast(type_, schema_version, data), "type": type_}, AnyEvent)
     return event

@@ -16,9 +16,11 @@ from service.domain.events import (
     CoverageOpened,
     CoverageReopened,
     CoverageUpdated,
+    Erased,
     PostEdited,
     PostPinned,
     PostPublished,
+    PostRedacted,
     PostRetracted,
     PostUnpinned,
     RecordedEvent,
@@ -56,10 +58,18 @@ class PostState(Struct, frozen=True, kw_only=True):
     updated_at: datetime
     retracted_at: datetime | None = None
     retraction_reason: str | None = None
+    redacted_at: datetime | None = None
+    redaction_reason: str | None = None
+    legal_reference: str | None = None
 
     @property
     def retracted(self) -> bool:
-        return self.retracted_at is not None
+        """Withdrawn from readers: retracted, or redacted (its content erased)."""
+        return self.retracted_at is not None or self.redacted_at is not None
+
+    @property
+    def redacted(self) -> bool:
+        return self.redacted_at is not None
 
 
 class Timeline(Struct):
@@ -97,6 +107,8 @@ def evolve(
     if coverage is None:
         raise ValueError(f"event {event.type} at version {event.version} precedes coverage.opened")
     coverage = replace(coverage, version=event.version, updated_at=at)
+    if isinstance(data, Erased):
+        return _erased(coverage, post, event, data)
     match data:
         case CoverageUpdated():
             changes = {
@@ -145,7 +157,60 @@ def evolve(
                 post, retracted_at=at, retraction_reason=data.reason, updated_at=at, version=event.version
             )
             return replace(coverage, pinned_post_id=pinned, post_count=coverage.post_count - 1), retracted
+        case PostRedacted():
+            pinned = None if coverage.pinned_post_id == post.id else coverage.pinned_post_id
+            shown = 0 if post.retracted else 1
+            redacted = replace(
+                _without_content(post),
+                redacted_at=at,
+                redaction_reason=data.reason,
+                legal_reference=data.legal_reference,
+                updated_at=at,
+                version=event.version,
+            )
+            return replace(coverage, pinned_post_id=pinned, post_count=coverage.post_count - shown), redacted
     raise ValueError(f"unknown event type {event.type}")
+
+
+def _without_content(post: PostState) -> PostState:
+    return replace(post, title=None, body=[], contributors=[], key_event=False, retraction_reason=None)
+
+
+def _erased(
+    coverage: CoverageState, post: PostState | None, event: RecordedEvent, erased: Erased
+) -> tuple[CoverageState, PostState | None]:
+    """An event whose content a redaction erased: it still publishes, revises or retracts the post, which is
+    withdrawn from the start (its readers saw what is now gone). The redaction itself then lands on a post in
+    the very state the live projection leaves: replay after erasure is exact."""
+    assert event.post_id is not None
+    at = event.recorded_at
+    if event.type == "post.published":
+        published = PostState(
+            id=event.post_id,
+            coverage_id=event.coverage_id,
+            sequence=event.version,
+            title=None,
+            body=[],
+            contributors=[],
+            key_event=False,
+            revision=1,
+            version=event.version,
+            published_at=at,
+            updated_at=at,
+            redacted_at=erased.at,
+            redaction_reason=erased.reason,
+        )
+        return coverage, published
+    if post is None:
+        raise ValueError(f"event {event.type} at version {event.version} concerns an unknown post")
+    if event.type == "post.edited":
+        return coverage, replace(post, revision=post.revision + 1, version=event.version, updated_at=at)
+    if event.type == "post.retracted":
+        pinned = None if coverage.pinned_post_id == post.id else coverage.pinned_post_id
+        return replace(coverage, pinned_post_id=pinned), replace(
+            post, retracted_at=at, updated_at=at, version=event.version
+        )
+    raise ValueError(f"{event.type} at version {event.version} cannot be erased")
 
 
 def fold(timeline: Timeline, event: RecordedEvent) -> Timeline:

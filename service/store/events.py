@@ -16,11 +16,27 @@ import asyncpg
 import msgspec
 
 from service.domain.chain import GENESIS, LoggedEvent, canonical_event, canonical_time, commit, link, new_salt
-from service.domain.events import EventData, Metadata, RecordedEvent, decode_payload, event_type, payload
+from service.domain.events import (
+    EventData,
+    Metadata,
+    RecordedEvent,
+    decode_payload,
+    erased_payload,
+    event_type,
+    payload,
+)
 from service.store.pool import Connection
 
 NOTIFY_CHANNEL = "liveline_events"
 REBUILT = "*rebuilt"
+ERASED = "*erased:"
+"""Sent, with the coverage id, when a redaction erased content: every process forgets what it rendered of it."""
+_ERASE = "SELECT erase_post_content($1, $2, $3, $4, $5)"
+_GONE = (
+    b'{"type":"urn:liveline:problem:post-gone","title":"Post has been redacted","status":410,'
+    b'"detail":"the post this request concerned was redacted by law; its content is erased"}'
+)
+"""What a stored idempotent answer that carried a redacted post becomes."""
 """Sent when a rebuild has swapped the reader tables: every process forgets what it rendered."""
 
 _LOCK_STREAM = "SELECT pg_advisory_xact_lock(1, hashtext($1))"
@@ -123,6 +139,10 @@ async def append_payload(
         salt,
         commitment,
     )
+    if type_ == "post.redacted":
+        marker = erased_payload(version, stored_data["reason"], recorded_at)
+        await conn.execute(_ERASE, coverage_id, post_id, version, marker, _GONE)
+        await conn.execute(_NOTIFY, NOTIFY_CHANNEL, f"{ERASED}{coverage_id}")
     # The notification carries only where to look, never the payload; it is sent on commit.
     await conn.execute(_NOTIFY, NOTIFY_CHANNEL, f"{coverage_id}:{version}")
     return RecordedEvent(

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from service.store.events import NOTIFY_CHANNEL, REBUILT
+from service.store.events import ERASED, NOTIFY_CHANNEL, REBUILT
 
 
 async def read_model_epoch(conn: asyncpg.Connection) -> int:
@@ -32,10 +32,12 @@ class ChangeListener:
         dsn: str,
         on_change: Callable[[str, int], None],
         on_connected: Callable[[bool, int], None],
+        on_erased: Callable[[str], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._on_change = on_change
         self._on_connected = on_connected
+        self._on_erased = on_erased
         self._epoch_changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -86,6 +88,10 @@ class ChangeListener:
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         if payload == REBUILT:
             self._epoch_changed.set()
+            return
+        if str(payload).startswith(ERASED):
+            if self._on_erased is not None:
+                self._on_erased(str(payload)[len(ERASED) :])
             return
         coverage_id, _, version = str(payload).rpartition(":")
         if coverage_id and version.isdigit():
