@@ -229,7 +229,16 @@ def verify_command(coverage_id: str | None) -> None:
 @click.option("--state", required=True, type=click.Path(dir_okay=False), help="The witness's own JSON file.")
 @click.option("--key", default=None, help="Verifier key to trust; default: the service's, pinned on first use.")
 @click.option("--coverage", "coverages", multiple=True, help="Only these coverages (default: all, and all witnessed).")
-def witness_command(source: str, state: str, key: str | None, coverages: tuple[str, ...]) -> None:
+@click.option(
+    "--checkpoint",
+    "kept",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A signed checkpoint kept elsewhere (a file), checked like one witnessed.",
+)
+def witness_command(
+    source: str, state: str, key: str | None, coverages: tuple[str, ...], kept: tuple[str, ...]
+) -> None:
     """Check that the transparency logs at SOURCE (a service URL, or an export file) extend every checkpoint this
     witness has seen: truncation, rewritten events and forks are reported by coverage and size, exit status 1.
     Against a service, the newest checkpoints are then remembered (only when nothing was found)."""
@@ -244,6 +253,8 @@ def witness_command(source: str, state: str, key: str | None, coverages: tuple[s
         raise SystemExit(1 if findings else 0)
     try:
         checker = witness.ServiceWitness(source, seen, key)
+        for file in kept:
+            checker.adopt(Path(file).read_text())
         findings = checker.run(coverages)
     except (witness.Unreachable, LookupError, NoteError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -85,6 +85,8 @@ class ServiceWitness:
         self.verifier = Verifier.parse(trusted)
         self.key_changed = served != self.verifier.text()
         state.key = self.verifier.text()
+        self.extra: list[tuple[str, Witnessed]] = []
+        """Checkpoints from files (`adopt`), checked beside the state's."""
 
     def _text(self, path: str, **params: int) -> str:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -114,10 +116,23 @@ class ServiceWitness:
             raise NoteError(f"a checkpoint of {checkpoint.origin!r} where {origin!r} was asked for")
         return checkpoint, note
 
-    def check(self, coverage_id: str) -> Finding | None:
-        """Check one coverage against what was witnessed, and remember its newest checkpoint if all is well."""
+    def adopt(self, note: str) -> str:
+        """A signed checkpoint kept elsewhere (a reader's `coverage.checkpoint`, another witness's): checked now
+        like one this witness saw, and remembered if it is newer. Returns its coverage."""
+        checkpoint = Checkpoint.parse(open_note(note, self.verifier))
+        prefix = f"{self.verifier.name}/"
+        if not checkpoint.origin.startswith(prefix):
+            raise NoteError(f"a checkpoint of another log: {checkpoint.origin!r}")
+        coverage_id = checkpoint.origin[len(prefix) :]
+        seen = Witnessed(checkpoint.size, base64.b64encode(checkpoint.root).decode(), note)
+        self.extra.append((coverage_id, seen))
+        return coverage_id
+
+    def check(self, coverage_id: str, before: Witnessed | None = None, remember: bool = True) -> Finding | None:
+        """Check one coverage against what was witnessed (or `before`), and remember its newest checkpoint if all
+        is well."""
         origin = f"{self.verifier.name}/{coverage_id}"
-        before = self.state.logs.get(origin)
+        before = before or self.state.logs.get(origin)
         try:
             now, note = self._checkpoint(coverage_id)
         except (LookupError, NoteError) as exc:
@@ -148,14 +163,16 @@ class ServiceWitness:
                 hashes = [base64.b64decode(h) for h in proof["hashes"]]
                 if not verify_consistency(before.size, now.size, old_root, now.root, hashes):
                     return Finding(coverage_id, before.size, f"size {now.size} does not extend the witnessed log")
-        self.state.logs[origin] = Witnessed(now.size, base64.b64encode(now.root).decode(), note)
+        if remember:
+            self.state.logs[origin] = Witnessed(now.size, base64.b64encode(now.root).decode(), note)
         return None
 
     def run(self, only: Iterable[str] = ()) -> list[Finding]:
         prefix = f"{self.verifier.name}/"
         witnessed = [origin[len(prefix) :] for origin in self.state.logs if origin.startswith(prefix)]
         chosen = list(only) or sorted({*self.coverages(), *witnessed})
-        return [finding for coverage_id in chosen if (finding := self.check(coverage_id)) is not None]
+        findings = [f for coverage_id, seen in self.extra if (f := self.check(coverage_id, seen, False)) is not None]
+        return findings + [finding for coverage_id in chosen if (finding := self.check(coverage_id)) is not None]
 
 
 def check_export(lines: Iterable[bytes], state: State) -> tuple[list[Finding], int]:

@@ -134,6 +134,13 @@ async def test_the_service_role_may_append_but_never_change_the_log(data_dir: Pa
         body = {"body": [{"type": "paragraph", "text": "after the rebuild"}]}
         after = httpx.post(f"{server.base_url}/v1/coverages/walls/posts", json=body, headers=headers)
         assert after.status_code == 201, "the rebuilt reader tables are the service's to write"
+        admin = liveline("token", "create", "--name", "legal", "--role", "admin", env=env).stdout.strip()
+        redacted = httpx.post(
+            f"{server.base_url}/v1/coverages/walls/posts/{after.json()['id']}/redact",
+            json={"reason": "court order", "legal_reference": "case 1"},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert redacted.status_code == 200, "the service role erases through erase_post_content, and only so"
         assert liveline("verify", env=env).returncode == 0
     finally:
         assert server.stop(signal.SIGTERM) == 0

@@ -96,6 +96,10 @@ def test_the_witness_catches_truncation_and_rewriting_that_verify_and_rebuild_do
         assert sorted((origin.rpartition("/")[2], log["size"]) for origin, log in witnessed.items()) == [
             ("day", 5), ("night", 9)
         ]  # fmt: skip
+        kept = tmp_path / "kept-by-a-reader.txt"  # what a reader saved from `coverage.checkpoint`
+        link_to = httpx.get(f"{server.base_url}/v1/coverages/night").json()["checkpoint"]
+        kept.write_text(httpx.get(f"{server.base_url}{link_to}").text)
+        key = httpx.get(f"{server.base_url}/v1/log-key").text.strip()
         export = tmp_path / "honest.ndjson"
         assert liveline("export", "--output", str(export), env=env).returncode == 0
         assert liveline("witness", str(export), "--state", state, env=env).returncode == 0
@@ -113,6 +117,9 @@ def test_the_witness_catches_truncation_and_rewriting_that_verify_and_rebuild_do
         assert "night at size 9: the log shrank to 7 events" in caught.stderr
         assert "day at size 5: fork" in caught.stderr
         assert json.loads(Path(state).read_text())["logs"] == witnessed, "nothing moves forward after a finding"
+        another = liveline("witness", server.base_url, "--state", str(tmp_path / "another.json"), "--key", key,
+                           "--checkpoint", str(kept), "--coverage", "night", env=env)  # fmt: skip
+        assert another.returncode == 1 and "night at size 9: the log shrank to 7 events" in another.stderr
         export = tmp_path / "tampered.ndjson"
         assert liveline("export", "--output", str(export), env=env).returncode == 0
         offline = liveline("witness", str(export), "--state", state, env=env)
