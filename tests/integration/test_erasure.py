@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from service import audit
+from service.domain.chain import GENESIS, canonical_event, link
 from service.domain.merkle import verify_consistency
 from service.domain.note import Checkpoint, Verifier, open_note
 from service.projections.rebuild import rebuild
@@ -188,3 +189,38 @@ async def test_the_log_refuses_any_other_change_and_only_the_erasure_function_ma
                 raise AssertionError(f"allowed: {statement}")
     finally:
         await conn.close()
+
+
+async def test_events_from_before_commitments_are_erased_too_and_still_verify(
+    api: Api, auditor_token: str, database_url: str
+) -> None:
+    """A post written before migration 0006 (no salt, no commitment: its hash covers its data) is erased the same
+    way; its kept hash is trusted, as the README says, and the chain still verifies."""
+    await api.open()
+    post = (await api.publish(body=paragraph(f"{SECRET} in an old post"))).json()
+    await api.publish(body=paragraph("later"))
+    conn = await connect(database_url)
+    try:  # make the coverage's log what a pre-0006 service wrote: hashes over the data itself
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        prev = GENESIS
+        for row in await conn.fetch("SELECT * FROM events WHERE coverage_id = 'kherson' ORDER BY version"):
+            hash_ = link(prev, canonical_event(
+                coverage_id=row["coverage_id"], version=row["version"], post_id=row["post_id"], type_=row["type"],
+                schema_version=row["schema_version"], data=row["data"], metadata=row["metadata"],
+                recorded_at=row["recorded_at"],
+            ))  # fmt: skip
+            await conn.execute(
+                "UPDATE events SET salt = NULL, commitment = NULL, prev_hash = $1, hash = $2 WHERE position = $3",
+                prev, hash_, row["position"],
+            )  # fmt: skip
+            prev = hash_
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+        assert (await audit.verify(conn)).ok
+    finally:
+        await conn.close()
+    admin = await make_token(database_url, "legal-desk", "admin")
+    order = {"reason": "Removed by court order", "legal_reference": "case 7"}
+    url = f"/v1/coverages/kherson/posts/{post['id']}/redact"
+    assert (await api.client.post(url, json=order, headers=bearer(admin))).status_code == 200
+    assert SECRET not in await database_text(database_url)
+    assert (await api.client.get("/v1/audit/verify", headers=bearer(auditor_token))).json()["ok"]
