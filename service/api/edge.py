@@ -174,6 +174,11 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
         started = time.perf_counter()
         headers = _headers(scope)
         method, path = cast("str", scope.get("method")), scope["path"]
+        head = method == "HEAD"
+        if head:
+            # Every GET answers HEAD (caches and monitors expect it): the GET runs, its headers go out, its body
+            # does not. Hand-written because litestar routes HEAD only to handlers declared for it.
+            scope = cast("Scope", {**scope, "method": "GET"})
         request_id = ids.of(headers.get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         extra = {"X-Request-ID": request_id, **_cors(method, path, headers.get("origin"), allowed)}
@@ -229,9 +234,11 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
         quick = fast(scope, headers)
         if quick is not None:
             status, answer, body = quick
-            await _respond(send, status, {**answer, **extra}, body)
+            await _respond(send, status, {**answer, **extra}, body, head)
             finished(status, fast_path=True)
             return
+        if head:
+            send, receive = _headers_only(send, receive)
 
         status_sent = 500
 
@@ -240,7 +247,7 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             if message["type"] == "http.response.start":
                 status_sent = message["status"]
                 added = dict(extra)
-                if status_sent in READER_ERRORS and method == "GET" and "authorization" not in headers:
+                if status_sent in READER_ERRORS and method in ("GET", "HEAD") and "authorization" not in headers:
                     added.setdefault("Cache-Control", reader_error_cache)  # a cache absorbs floods of bad URLs
                 message["headers"] = _merged(message.get("headers", []), added)
             await send(message)
@@ -255,6 +262,27 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             finished(status_sent, fast_path=False)
 
     return handle
+
+
+def _headers_only(send: Send, receive: Receive) -> tuple[Send, Receive]:
+    """For HEAD: the answer's start goes out, its body does not (one empty final chunk instead), and once the
+    answer has started the client counts as gone, so a stream stops at once rather than run into the void."""
+    state = {"started": False, "ended": False}
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            state["started"] = True
+            await send(message)
+        elif message["type"] == "http.response.body" and not state["ended"]:
+            state["ended"] = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def receive_head() -> ReceiveMessage:
+        if state["started"]:
+            return {"type": "http.disconnect"}
+        return await receive()
+
+    return send_head, receive_head
 
 
 def _merged(raw: Iterable[tuple[bytes, bytes]], added: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -329,10 +357,11 @@ def _replay(messages: list[ReceiveMessage], receive: Receive) -> Receive:
     return replay
 
 
-async def _respond(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
+async def _respond(send: Send, status: int, headers: dict[str, str], body: bytes, head: bool = False) -> None:
+    """One whole answer; for HEAD, the same headers (Content-Length included) and no body."""
     raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     raw.append((b"content-length", str(len(body)).encode()))
     start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": raw}
     await send(start)
-    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"" if head else body, "more_body": False}
     await send(end)

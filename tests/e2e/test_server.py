@@ -121,3 +121,13 @@ def test_a_revoked_token_is_refused_by_every_process_at_once(server: RunningServ
         assert liveline("token", "create", "--name", "x", "--role", "editor", "--expires-in", "soon", env=server.env).returncode != 0
     finally:
         assert other.stop() == 0
+
+
+def test_head_of_a_stream_answers_its_headers_at_once_and_ends(server: RunningServer, editor_token: str) -> None:
+    headers = {"Authorization": f"Bearer {editor_token}"}
+    httpx.post(f"{server.base_url}/v1/coverages", json={"id": "heads", "title": "H"}, headers=headers)
+    started = time.monotonic()
+    head = httpx.head(f"{server.base_url}/v1/coverages/heads/stream", timeout=10)
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+    assert head.content == b"" and time.monotonic() - started < 5, "a HEAD does not hold the stream open"
+    assert httpx.get(f"{server.base_url}/health").status_code == 200

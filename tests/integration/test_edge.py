@@ -134,3 +134,29 @@ async def test_a_configured_origin_may_write(cms_client: AsyncTestClient, editor
         CMS,
         "https://desk.example.org",
     ]
+
+
+async def test_every_get_answers_head_with_the_same_headers_and_no_body(api: Api, auditor_token: str) -> None:
+    opened = (await api.open()).json()
+    post = (await api.publish()).json()
+    urls = [
+        "/v1/coverages", "/v1/coverages/kherson", "/v1/coverages/kherson/timeline",
+        f"/v1/coverages/kherson/changes?since={opened['cursor']}", f"/v1/coverages/kherson/posts/{post['id']}",
+        f"/v1/coverages/kherson/posts/{post['id']}/history", "/v1/coverages/nowhere/timeline", "/v1/log-key",
+        "/v1/coverages/kherson/checkpoint", "/v1/coverages/kherson/proofs/consistency?old=1", "/health", "/ready",
+        "/schema/openapi.json",
+    ]  # fmt: skip
+    for url in urls:
+        for accept_encoding in ("identity", "br"):
+            asked = {"Accept-Encoding": accept_encoding}
+            got = await api.client.get(url, headers=asked)
+            head = await api.client.head(url, headers=asked)
+            assert head.status_code == got.status_code, url
+            assert head.content == b"", url
+            same = ("etag", "content-type", "content-encoding", "cache-control", "vary", "content-length")
+            assert {h: head.headers.get(h) for h in same} == {h: got.headers.get(h) for h in same}, url
+    audited = await api.client.head("/v1/events", headers={"Authorization": f"Bearer {auditor_token}"})
+    assert audited.status_code == 200 and audited.content == b""
+    timeline = await api.client.get("/v1/coverages/kherson/timeline")
+    held = await api.client.head("/v1/coverages/kherson/timeline", headers={"If-None-Match": timeline.headers["etag"]})
+    assert held.status_code == 304 and held.content == b""
