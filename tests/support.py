@@ -82,6 +82,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert body.get("title")
+    assert body.get("type", "").startswith("urn:liveline:problem:"), body  # every problem has a documented type
     return body
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
+from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -64,6 +66,35 @@ def over_quota(exc: WriteQuotaExceeded) -> ProblemDetailsException:
     )
 
 
+_HTTP_PROBLEMS = {
+    400: ("invalid-request", "Invalid request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed for this token"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("body-too-large", "Request body too large"),
+}
+
+
+def http_problem(exc: HTTPException) -> ProblemDetailsException:
+    """litestar's own errors (parameter validation, routing, guards) as problems with a documented type; the
+    validation messages go in `errors`."""
+    slug, title = _HTTP_PROBLEMS.get(exc.status_code, (f"http-{exc.status_code}", HTTPStatus(exc.status_code).phrase))
+    extra: dict[str, Any] | None = None
+    if isinstance(exc.extra, list) and exc.extra:
+        extra = {"errors": exc.extra}
+    elif isinstance(exc.extra, dict) and exc.extra:
+        extra = exc.extra
+    return ProblemDetailsException(
+        status_code=exc.status_code,
+        title=title,
+        detail=exc.detail,
+        type_=PROBLEM_TYPE + slug,
+        headers=exc.headers,
+        extra=extra,
+    )
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Our fault, never the client's: logged with the request id, answered without internals."""
     request_id = request.scope.get("state", {}).get("request_id")
@@ -83,6 +114,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
             exception_to_problem_detail_map={
+                HTTPException: http_problem,
                 DomainError: domain_problem,
                 UnicodeDecodeError: undecodable_body,
                 WriteQuotaExceeded: over_quota,
@@ -95,10 +127,11 @@ def problem_plugin() -> ProblemDetailsPlugin:
 class Problem(Struct, frozen=True, kw_only=True):
     """RFC 9457 problem details; domain problems add fields such as `tombstone` or `revision`."""
 
+    type: str
+    """`urn:liveline:problem:<slug>`; each status's description lists the slugs it may carry."""
     status: int
     title: str
     detail: str | None = None
-    type: str | None = None
 
 
 _DESCRIPTIONS = {
@@ -106,8 +139,8 @@ _DESCRIPTIONS = {
     401: "Missing, malformed, unknown or revoked bearer token",
     403: "The token's role may not do this",
     404: "No such coverage or post",
-    409: "Conflicts with current state (ended coverage, retracted post, existing id)",
-    410: "The post was retracted; the problem carries its tombstone",
+    409: "Conflicts with current state (ended coverage, retracted or redacted post, existing id)",
+    410: "The post was retracted or redacted; the problem carries its tombstone",
     412: "If-Match names a revision that is no longer current",
     413: "Request body over the size limit",
     422: "Well-formed but refused (unsafe markup, reused Idempotency-Key, nothing to change)",
@@ -116,12 +149,37 @@ _DESCRIPTIONS = {
 }
 
 
+_ELSEWHERE = {
+    400: {"bad-encoding", "body-shape"},  # undecodable_body above; the edge's shape check (api/edge.py)
+    429: {"write-quota"},
+    503: {"database-unavailable", "overloaded"},  # database_unavailable above; the edge's load shedding
+}
+
+
+def _types_by_status() -> dict[int, list[str]]:
+    """Every problem `type` the service answers, by status: the domain's errors, litestar's and the edge's."""
+    found: dict[int, set[str]] = {status: set(slugs) for status, slugs in _ELSEWHERE.items()}
+    for status, (slug, _) in _HTTP_PROBLEMS.items():
+        found.setdefault(status, set()).add(slug)
+    pending = list(DomainError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        found.setdefault(error.status, set()).add(error.slug)
+        pending += error.__subclasses__()
+    return {status: sorted(slugs) for status, slugs in found.items()}
+
+
+def _described(code: int) -> str:
+    types = ", ".join(f"`{PROBLEM_TYPE}{slug}`" for slug in _types_by_status().get(code, []))
+    return f"{_DESCRIPTIONS[code]}. Problem types: {types}" if types else _DESCRIPTIONS[code]
+
+
 def problems(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problems a route can answer with."""
+    """OpenAPI entries for the problems a route can answer with, each naming the problem types it may carry."""
     return {
         code: ResponseSpec(
             data_container=Problem,
-            description=_DESCRIPTIONS[code],
+            description=_described(code),
             media_type="application/problem+json",
             generate_examples=False,
         )
