@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service import keys, logs
 from service.api.audit import AuditController
+from service.api.contract import Routes, close_request_objects
 from service.api.coverages import CoverageController
 from service.api.dependencies import DEPENDENCIES
 from service.api.edge import edge
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             ),
         ),
     )
+    close_request_objects(app.openapi_schema)
     # In front of litestar's router: request ids, CORS, metrics, access log, and the fast path (api/edge.py).
-    app.asgi_handler = edge(app.asgi_handler, settings, versions, pages)
+    app.asgi_handler = edge(app.asgi_handler, settings, versions, pages, Routes(app.openapi_schema))
     return app

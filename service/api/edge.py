@@ -40,6 +40,7 @@ from service import logs
 from service.api.admission import Admission
 from service.api.body_limits import ShapeRefused, check_shape
 from service.api.caching import cached_answer, public_cache_control, read_key
+from service.api.contract import Routes
 from service.api.live import CoverageVersions, RenderedPages
 from service.api.problems import PROBLEM_TYPE
 from service.config import Settings
@@ -112,7 +113,7 @@ def _preflight(path: str, headers: Mapping[str, str], allowed: frozenset[str]) -
     return {}  # answered without permission: the browser refuses the request
 
 
-def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: RenderedPages) -> ASGIApp:
+def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: RenderedPages, routes: Routes) -> ASGIApp:
     allowed = frozenset(settings.cors_origins)
     cache_control = public_cache_control(settings)
     reader_error_cache = f"public, max-age={settings.cache_max_age}"
@@ -212,6 +213,11 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             await _respond(send, 204, {**preflight, "X-Request-ID": request_id}, b"")
             finished(204, fast_path=False)
             return
+        methods = routes.allow(path)
+        if method == "OPTIONS" and methods is not None:
+            await _respond(send, 204, {"Allow": methods, **extra}, b"")
+            finished(204, fast_path=False)
+            return
         writing = method in _WRITES
         if writing and admission.refuses():
             # Shed at once what cannot be done soon: queued writes would time out at the client anyway, and the
@@ -249,6 +255,8 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
                 added = dict(extra)
                 if status_sent in READER_ERRORS and method in ("GET", "HEAD") and "authorization" not in headers:
                     added.setdefault("Cache-Control", reader_error_cache)  # a cache absorbs floods of bad URLs
+                if status_sent == 405 and methods is not None:
+                    added["Allow"] = methods  # every method of the path, whichever controller has it
                 message["headers"] = _merged(message.get("headers", []), added)
             await send(message)
 

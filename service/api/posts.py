@@ -53,7 +53,10 @@ def view_etag(view: object) -> str:
 IfMatchHeader = Annotated[
     str | None,
     HeaderParameter(
-        name="If-Match", required=False, description='The post\'s ETag, e.g. "3": refuse (412) if it moved on'
+        name="If-Match",
+        required=False,
+        pattern=r'^\s*(\*|"\d{1,9}(\.pinned)?(\.gz|\.br)?")\s*$',
+        description='The post\'s ETag, e.g. "3": refuse (412) if it moved on',
     ),
 ]
 

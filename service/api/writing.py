@@ -27,6 +27,7 @@ IdempotencyKeyHeader = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         required=False,
+        pattern=_KEY.pattern,
         description="Retrying with the same key and body returns the first answer and appends nothing",
     ),
 ]

@@ -112,9 +112,9 @@ class InvalidAsOf(DomainError):
 
 
 class BeyondTheLog(DomainError):
-    """A tree size or an event the coverage's transparency log does not have (yet)."""
+    """A tree size or an event the coverage's transparency log does not have (yet): no such checkpoint or proof."""
 
-    status = 400
+    status = 404
     slug = "beyond-the-log"
     title = "Beyond the coverage's log"
 

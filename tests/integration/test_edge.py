@@ -14,7 +14,7 @@ from service.api.edge import FAST
 from service.api.metrics import SQL_STATEMENTS
 from service.app import create_app
 from service.config import Settings
-from tests.support import Api, paragraph
+from tests.support import Api, assert_problem, paragraph
 
 CMS = "https://cms.example.org"
 
@@ -160,3 +160,29 @@ async def test_every_get_answers_head_with_the_same_headers_and_no_body(api: Api
     timeline = await api.client.get("/v1/coverages/kherson/timeline")
     held = await api.client.head("/v1/coverages/kherson/timeline", headers={"If-None-Match": timeline.headers["etag"]})
     assert held.status_code == 304 and held.content == b""
+
+
+async def test_options_and_405_name_every_method_of_the_path(api: Api) -> None:
+    await api.open()
+    expected = {
+        "/v1/coverages": "GET, HEAD, POST, OPTIONS",
+        "/v1/coverages/kherson": "GET, HEAD, PATCH, OPTIONS",  # two controllers share this path
+        "/v1/coverages/kherson/pinned": "PUT, DELETE, OPTIONS",
+        "/v1/coverages/kherson/posts/p1": "GET, HEAD, PATCH, OPTIONS",
+    }
+    for path, allow in expected.items():
+        answer = await api.client.options(path)
+        assert (answer.status_code, answer.headers["allow"]) == (204, allow), path
+    refused = await api.client.delete("/v1/coverages/kherson")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD, PATCH, OPTIONS"
+    assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_document_closes_every_request_object_the_server_closes(api: Api) -> None:
+    document = (await api.client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    for name in ("OpenCoverage", "UpdateCoverage", "PublishPost", "EditPost", "RetractPost", "RedactPost", "PinPost",
+                 "Paragraph", "Image", "Contributor"):  # fmt: skip
+        assert schemas[name]["additionalProperties"] is False, name
+    refused = await api.client.post("/v1/coverages", json={"id": "x", "title": "X", "extra": 1}, headers=api.auth())
+    assert_problem(refused, 400)

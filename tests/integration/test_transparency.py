@@ -61,13 +61,13 @@ async def test_sizes_beyond_the_log_and_unknown_coverages_are_problems(api: Api)
     await api.open()
     await api.publish()
     for url, params, status in (
-        ("/v1/coverages/kherson/checkpoint", {"size": 3}, 400),
+        ("/v1/coverages/kherson/checkpoint", {"size": 3}, 404),
         ("/v1/coverages/kherson/checkpoint", {"size": 0}, 400),
         ("/v1/coverages/kherson/checkpoint", {"size": "x"}, 400),
-        ("/v1/coverages/kherson/proofs/inclusion", {"version": 3}, 400),
-        ("/v1/coverages/kherson/proofs/inclusion", {"version": 1, "size": 9}, 400),
+        ("/v1/coverages/kherson/proofs/inclusion", {"version": 3}, 404),
+        ("/v1/coverages/kherson/proofs/inclusion", {"version": 1, "size": 9}, 404),
         ("/v1/coverages/kherson/proofs/inclusion", {}, 400),
-        ("/v1/coverages/kherson/proofs/consistency", {"old": 2, "new": 1}, 400),
+        ("/v1/coverages/kherson/proofs/consistency", {"old": 2, "new": 1}, 404),
         ("/v1/coverages/nowhere/checkpoint", {}, 404),
         ("/v1/coverages/nowhere/proofs/consistency", {"old": 1}, 404),
     ):
