@@ -9,9 +9,15 @@ from typing import Any
 import asyncpg
 import httpx
 
+from service.domain.note import Signer
+
 # The shared scenarios beside the checkout; a copy travels with the tests for checkouts without them.
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
 SCENARIOS = _SHARED if (_SHARED / "kherson.json").exists() else Path(__file__).resolve().parent / "scenarios"
+
+
+TEST_SIGNING_KEY = Signer.generate("liveline.test").text()
+"""The in-process apps' transparency-log key: tests never write a key into the working folder's data dir."""
 
 
 def kherson() -> dict[str, Any]:

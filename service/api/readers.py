@@ -448,12 +448,10 @@ async def _as_of_version(conn: Connection, coverage_id: str, as_of: str) -> int:
         moment = moment.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidAsOf("as_of must be a version number or an RFC 3339 time with its offset") from exc
-    version = await conn.fetchval(
-        "SELECT max(version) FROM events WHERE coverage_id = $1 AND recorded_at <= $2", coverage_id, moment
-    )
-    if version is None:
+    then = await events.version_at(conn, coverage_id, moment)
+    if then is None:
         raise CoverageNotFound(f"coverage {coverage_id!r} was not open yet at {as_of}", coverage_id=coverage_id)
-    return int(version)
+    return then
 
 
 def _message(event: str, event_id: str, content: object) -> ServerSentEventMessage:

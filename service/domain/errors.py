@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 
 class DomainError(Exception):
-    """A command refused by the rules of the domain."""
-
-    status: ClassVar[int] = 409
-    slug: ClassVar[str] = "conflict"
-    title: ClassVar[str] = "Conflict"
+    """A command refused by the rules of the domain. What each becomes over HTTP (status, problem type, title) is
+    the API's business: `api/problems.py` maps them."""
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -19,109 +16,72 @@ class DomainError(Exception):
 
 
 class CoverageNotFound(DomainError):
-    status = 404
-    slug = "coverage-not-found"
-    title = "Coverage not found"
+    """No coverage by that id."""
 
 
 class PostNotFound(DomainError):
-    status = 404
-    slug = "post-not-found"
-    title = "Post not found"
+    """No post by that id in the coverage."""
 
 
 class CoverageAlreadyExists(DomainError):
-    slug = "coverage-exists"
-    title = "Coverage already exists"
+    """Opening a coverage under an id already taken."""
 
 
 class CoverageEnded(DomainError):
-    slug = "coverage-ended"
-    title = "Coverage has ended"
+    """Changing a coverage that has ended (reopen it first)."""
 
 
 class CoverageStillLive(DomainError):
-    slug = "coverage-live"
-    title = "Coverage is live"
+    """Reopening a coverage that has not ended."""
 
 
 class PostRetracted(DomainError):
-    slug = "post-retracted"
-    title = "Post has been retracted"
+    """Changing or pinning a post that was retracted or redacted."""
 
 
 class PostRedactedAlready(DomainError):
-    slug = "post-redacted"
-    title = "Post has already been redacted"
+    """Redacting a post twice."""
 
 
 class PostGone(DomainError):
-    """Reading a retracted post: the tombstone travels in the problem body."""
-
-    status = 410
-    slug = "post-gone"
-    title = "Post has been retracted"
+    """Reading a retracted or redacted post: the tombstone travels in the problem body."""
 
 
 class RevisionMismatch(DomainError):
-    status = 412
-    slug = "stale-revision"
-    title = "Post has changed since that revision"
+    """An edit guarded by If-Match whose revision is no longer current."""
 
 
 class NothingToChange(DomainError):
-    status = 422
-    slug = "nothing-to-change"
-    title = "The request changes nothing"
+    """A change that changes nothing."""
 
 
 class UnsafeMarkup(DomainError):
-    status = 422
-    slug = "unsafe-markup"
-    title = "Text carries active content"
+    """Text that carries active content (script, event handlers, javascript: URLs)."""
 
 
 class IdempotencyKeyReused(DomainError):
-    status = 422
-    slug = "idempotency-key-reused"
-    title = "Idempotency key already used for another request"
+    """An Idempotency-Key first used for another request."""
 
 
 class InvalidPageToken(DomainError):
-    status = 400
-    slug = "invalid-page-token"
-    title = "Malformed pagination value"
+    """A pagination value this API did not hand out."""
 
 
 class InvalidField(DomainError):
-    status = 422
-    slug = "invalid-field"
-    title = "A field has an invalid value"
+    """A field with a value the rules refuse (time zone, empty text, byline and contributors)."""
 
 
 class InvalidCursor(DomainError):
-    status = 400
-    slug = "invalid-cursor"
-    title = "Unusable cursor"
+    """A cursor this API did not hand out, or one ahead of its coverage."""
 
 
 class InvalidAsOf(DomainError):
-    status = 400
-    slug = "invalid-as-of"
-    title = "Unusable as_of"
+    """An as_of that is neither a version nor an RFC 3339 time with its offset."""
 
 
 class BeyondTheLog(DomainError):
     """A tree size or an event the coverage's transparency log does not have (yet): no such checkpoint or proof."""
 
-    status = 404
-    slug = "beyond-the-log"
-    title = "Beyond the coverage's log"
-
 
 class LogInconsistent(DomainError):
     """The stored log lacks an event its coverage's version says exists: auditors should run `verify`."""
-
-    status = 409
-    slug = "log-inconsistent"
-    title = "The stored log is not whole"

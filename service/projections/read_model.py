@@ -11,6 +11,7 @@ import msgspec
 
 from service.domain.events import RecordedEvent
 from service.domain.state import CoverageState, PostState, evolve
+from service.store import locks
 from service.store.pool import Connection
 
 Order = Literal["newest", "oldest"]
@@ -50,14 +51,8 @@ def post_row(p: PostState) -> tuple[object, ...]:
     return (p.id, p.coverage_id, p.sequence, p.version, p.key_event, p.retracted, p)
 
 
-async def join_writers(conn: Connection) -> None:
-    """Every append takes this shared lock first, so a rebuild can hold all appends off at once."""
-    await conn.execute("SELECT pg_advisory_xact_lock_shared(3, 0)")
-
-
-async def hold_writers(conn: Connection) -> None:
-    """Wait for appends in flight and hold new ones off until the transaction ends (rebuild swaps)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(3, 0)")
+join_writers = locks.join_writers
+hold_writers = locks.hold_writers
 
 
 async def load_coverage(conn: Connection, coverage_id: str, tables: Tables = LIVE) -> CoverageState | None:

@@ -29,7 +29,8 @@ from service.projections.read_model import (
     post_row,
     project,
 )
-from service.store.events import NOTIFY_CHANNEL, REBUILT, from_row
+from service.store import events, locks
+from service.store.events import NOTIFY_CHANNEL, REBUILT
 from service.store.pool import Connection
 
 Progress = Callable[[int, int], None]
@@ -56,7 +57,7 @@ async def rebuild(conn: Connection) -> int:
 
 async def _replay_into(source: Connection, target: Connection, tables: Tables, progress: Progress | None) -> int:
     """Fold every coverage's stream (as `source` sees the log) and COPY the states into `tables`."""
-    total = await source.fetchval("SELECT count(*) FROM events")
+    total = await events.count(source)
     coverages: list[tuple[object, ...]] = []
     posts: list[tuple[object, ...]] = []
     replayed = 0
@@ -75,8 +76,7 @@ async def _replay_into(source: Connection, target: Connection, tables: Tables, p
         coverages.append(coverage_row(done.coverage))
         posts.extend(post_row(post) for post in done.posts.values())
 
-    async for row in source.cursor("SELECT * FROM events ORDER BY coverage_id, version", prefetch=1_000):
-        event = from_row(row)
+    async for event in events.each_recorded_in_chain_order(source):
         if timeline is not None and timeline.coverage is not None and timeline.coverage.id != event.coverage_id:
             keep(timeline)
             timeline = None
@@ -108,7 +108,7 @@ async def rebuild_online(
     live tables and a fresh replay are reported and the new tables dropped.
     """
     started = time.monotonic()
-    if not await writer.fetchval("SELECT pg_try_advisory_lock(4, 0)"):
+    if not await locks.try_rebuild(writer):
         raise RebuildBusy("another rebuild is running")
     try:
         for live, fresh in ((LIVE.coverages, NEXT.coverages), (LIVE.posts, NEXT.posts)):
@@ -128,7 +128,7 @@ async def rebuild_online(
         raise AssertionError("unreachable")
     finally:
         await writer.execute(f"DROP TABLE IF EXISTS {NEXT.coverages}, {NEXT.posts}")
-        await writer.execute("SELECT pg_advisory_unlock(4, 0)")
+        await locks.end_rebuild(writer)
 
 
 _SWAP_ATTEMPTS = 10
@@ -154,18 +154,12 @@ async def _finish(writer: Connection, horizon: str, check: bool, replayed: int, 
 
 async def _catch_up(conn: Connection, horizon: str) -> int:
     """Fold into the new tables the events appended after the snapshot the build read."""
-    rows = await conn.fetch(
-        f"""SELECT e.* FROM events e LEFT JOIN {NEXT.coverages} n ON n.id = e.coverage_id
-            WHERE e.xid >= $1::text::xid8 AND e.version > COALESCE(n.version, 0)
-            ORDER BY e.coverage_id, e.version""",  # noqa: S608
-        horizon,
-    )
-    for row in rows:
-        event = from_row(row)
+    appended = await events.appended_after(conn, horizon, NEXT.coverages)
+    for event in appended:
         coverage = await load_coverage(conn, event.coverage_id, NEXT)
         post = await load_post(conn, event.post_id, NEXT) if event.post_id else None
         await project(conn, coverage, post, event, NEXT)
-    return len(rows)
+    return len(appended)
 
 
 async def _differences(conn: Connection) -> list[str]:

@@ -25,6 +25,7 @@ from service.domain.events import (
     event_type,
     payload,
 )
+from service.store import locks
 from service.store.pool import Connection
 
 NOTIFY_CHANNEL = "liveline_events"
@@ -39,7 +40,6 @@ _GONE = (
 """What a stored idempotent answer that carried a redacted post becomes."""
 """Sent when a rebuild has swapped the reader tables: every process forgets what it rendered."""
 
-_LOCK_STREAM = "SELECT pg_advisory_xact_lock(1, hashtext($1))"
 # The head of a coverage's stream, and the time its next event is recorded at: the database's clock, read after the
 # coverage lock is held, and never before the head's (so `recorded_at` grows with `version` whatever the writers'
 # clocks, and `as_of=<time>` never takes in an event stamped after the time asked).
@@ -75,8 +75,8 @@ FROM events WHERE post_id = $1 AND coverage_id = $2 ORDER BY version
 
 
 async def lock_stream(conn: Connection, coverage_id: str) -> None:
-    """Serialise appends to one coverage until the surrounding transaction ends."""
-    await conn.execute(_LOCK_STREAM, coverage_id)
+    """Serialise appends to one coverage until the surrounding transaction ends (`locks.COVERAGE_STREAM`)."""
+    await locks.coverage_stream(conn, coverage_id)
 
 
 async def append(
@@ -271,6 +271,33 @@ async def chain_hashes(conn: Connection, coverage_id: str, after_version: int) -
         after_version,
     )
     return [(row["version"], row["hash"]) for row in rows]
+
+
+async def each_recorded_in_chain_order(conn: Connection, batch: int = 1_000) -> AsyncIterator[RecordedEvent]:
+    """Every event as the fold reads it, coverage by coverage in version order, in constant memory (the caller holds
+    the transaction a cursor needs)."""
+    async for row in conn.cursor(f"SELECT {_COLUMNS} FROM events ORDER BY coverage_id, version", prefetch=batch):  # noqa: S608
+        yield from_row(row)
+
+
+async def appended_after(conn: Connection, horizon: str, coverages_table: str) -> list[RecordedEvent]:
+    """Events of transactions from `horizon` on that a read model (its `coverages_table`) has not folded yet."""
+    rows = await conn.fetch(
+        f"""SELECT {", ".join("e." + c.strip() for c in _COLUMNS.split(","))}
+            FROM events e LEFT JOIN {coverages_table} n ON n.id = e.coverage_id
+            WHERE e.xid >= $1::text::xid8 AND e.version > COALESCE(n.version, 0)
+            ORDER BY e.coverage_id, e.version""",  # noqa: S608 (a constant table name of ours)
+        horizon,
+    )
+    return [from_row(row) for row in rows]
+
+
+async def version_at(conn: Connection, coverage_id: str, moment: datetime) -> int | None:
+    """The coverage's version at a moment: its newest event recorded by then."""
+    found: int | None = await conn.fetchval(
+        "SELECT max(version) FROM events WHERE coverage_id = $1 AND recorded_at <= $2", coverage_id, moment
+    )
+    return found
 
 
 async def chain_hash(conn: Connection, coverage_id: str, version: int) -> str | None:

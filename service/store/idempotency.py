@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from service.store import locks
 from service.store.pool import Connection
 
 
@@ -16,7 +17,7 @@ class StoredAnswer(Struct, frozen=True):
 
 async def lock_key(conn: Connection, actor: str, key: str) -> None:
     """Two requests with the same key wait for each other, so only the first one appends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", f"{actor}\n{key}")
+    await locks.idempotency_key(conn, actor, key)
 
 
 async def find_answer(conn: Connection, actor: str, key: str) -> StoredAnswer | None:

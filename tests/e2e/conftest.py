@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from tests.conftest import fresh_database
+from tests.support import TEST_SIGNING_KEY
 
 LIVELINE = [sys.executable, "-m", "service.cli"]
 
@@ -46,6 +47,7 @@ def environment(**extra: str) -> dict[str, str]:
     # Many writers on one token, far faster than a desk: quotas are tested on their own (test_quotas.py).
     env["LIVELINE_WRITE_QUOTA_PER_MINUTE"] = env["LIVELINE_WRITE_QUOTA_BURST"] = str(10**9)
     env["LIVELINE_MAX_WRITES_IN_FLIGHT"] = "1000"  # some tests seed with hundreds of concurrent writes
+    env["LIVELINE_SIGNING_KEY"] = TEST_SIGNING_KEY  # never a key made in the working folder's data dir
     env.update(extra)
     return env
 

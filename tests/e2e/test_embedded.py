@@ -58,18 +58,23 @@ def test_serve_runs_on_the_embedded_database_and_stops_it_on_sigterm(data_dir: P
 
 
 def test_after_kill_9_the_next_start_recovers_and_keeps_the_data(data_dir: Path) -> None:
-    env = environment(LIVELINE_DATA_DIR=str(data_dir))
+    env = environment(LIVELINE_DATA_DIR=str(data_dir), LIVELINE_LOG_NAME="night.example")
+    del env["LIVELINE_SIGNING_KEY"]  # the log's key is made on first start, in the data folder
     token = liveline("token", "create", "--name", "cms", "--role", "editor", env=env).stdout.strip()
     assert not postgres_running(data_dir), "a one-off command stops the server it started"
     first = start_server(env)
     httpx.post(
         f"{first.base_url}/v1/coverages", json={"id": "survives", "title": "S"}, headers={"Authorization": f"Bearer {token}"}
     ).raise_for_status()
+    key = httpx.get(f"{first.base_url}/v1/log-key").text
+    assert key.startswith("night.example+")
+    assert (data_dir / "log-signing-key").stat().st_mode & 0o777 == 0o600
     first.stop(signal.SIGKILL)
     assert workers_gone(first.base_url), "workers must not outlive a killed `liveline serve`"
     second = start_server(env)
     try:
         assert httpx.get(f"{second.base_url}/v1/coverages/survives").status_code == 200
+        assert httpx.get(f"{second.base_url}/v1/log-key").text == key, "the same log, the same key"
     finally:
         assert second.stop(signal.SIGTERM) == 0
     assert not postgres_running(data_dir)

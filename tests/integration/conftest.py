@@ -11,7 +11,7 @@ from service.app import create_app
 from service.config import Settings
 from service.store import tokens
 from service.store.pool import connect
-from tests.support import Api
+from tests.support import TEST_SIGNING_KEY, Api
 
 UNLIMITED = 10**9
 
@@ -20,6 +20,7 @@ UNLIMITED = 10**9
 async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     # The suite writes far faster than a desk: quotas are tested on their own (test_quotas.py).
     settings = Settings(
+        signing_key=TEST_SIGNING_KEY,
         database_url=database_url,
         pool_min_size=1,
         pool_max_size=8,

@@ -15,7 +15,7 @@ from service.api.cursors import encode_feed
 from tests.conftest import fresh_database
 from tests.integration.conftest import make_token
 from service.domain.chain import commit
-from tests.support import Api, assert_problem, paragraph
+from tests.support import TEST_SIGNING_KEY, Api, assert_problem, paragraph
 
 
 async def record(api: Api) -> list[str]:
@@ -226,7 +226,7 @@ async def test_export_import_round_trip_is_exact(api: Api, auditor_token: str, a
     urls += [f"/v1/coverages/kherson/posts/{pid}" for pid in ids]
     urls += [f"/v1/coverages/kherson/posts/{pid}/history" for pid in ids]
     urls += ["/v1/coverages/kherson/timeline?as_of=4"]
-    async with AsyncTestClient(app=create_app(Settings(database_url=target))) as there:
+    async with AsyncTestClient(app=create_app(Settings(signing_key=TEST_SIGNING_KEY, database_url=target))) as there:
         for url in urls:
             here_answer = await api.client.get(url, headers=bearer(auditor_token))
             there_answer = await there.get(url, headers=bearer(auditor_there))

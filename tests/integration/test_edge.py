@@ -14,7 +14,7 @@ from service.api.edge import FAST
 from service.api.metrics import SQL_STATEMENTS
 from service.app import create_app
 from service.config import Settings
-from tests.support import Api, assert_problem, paragraph
+from tests.support import TEST_SIGNING_KEY, Api, assert_problem, paragraph
 
 CMS = "https://cms.example.org"
 
@@ -113,7 +113,7 @@ async def test_writes_answer_only_configured_origins(api: Api) -> None:
 
 @pytest.fixture
 async def cms_client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    settings = Settings(database_url=database_url, cors_origins=[CMS])
+    settings = Settings(signing_key=TEST_SIGNING_KEY, database_url=database_url, cors_origins=[CMS])
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 

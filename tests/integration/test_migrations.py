@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.support import TEST_SIGNING_KEY
 from service.app import NotMigrated, create_app
 from service.config import Settings
 from service.store import schema
@@ -35,7 +36,7 @@ def test_upgrade_downgrade_upgrade(admin_dsn: str) -> None:
 
 async def test_service_refuses_an_unmigrated_database(admin_dsn: str) -> None:
     dsn = await __import__("asyncio").to_thread(fresh_database, admin_dsn, None)
-    app = create_app(Settings(database_url=dsn))
+    app = create_app(Settings(signing_key=TEST_SIGNING_KEY, database_url=dsn))
     with pytest.raises(BaseException) as raised:
         async with AsyncTestClient(app=app):
             pass

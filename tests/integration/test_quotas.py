@@ -11,12 +11,12 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.config import Settings
 from tests.integration.conftest import make_token
-from tests.support import Api, assert_problem, paragraph
+from tests.support import TEST_SIGNING_KEY, Api, assert_problem, paragraph
 
 
 @pytest.fixture
 async def strict(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    settings = Settings(database_url=database_url, write_quota_per_minute=6, write_quota_burst=3)
+    settings = Settings(signing_key=TEST_SIGNING_KEY, database_url=database_url, write_quota_per_minute=6, write_quota_burst=3)
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
@@ -37,7 +37,7 @@ async def test_a_token_over_its_quota_is_429_and_others_write_on(strict: AsyncTe
 
 
 async def test_writes_beyond_the_in_flight_limit_are_shed_at_once(database_url: str) -> None:
-    settings = Settings(database_url=database_url, max_writes_in_flight=0)
+    settings = Settings(signing_key=TEST_SIGNING_KEY, database_url=database_url, max_writes_in_flight=0)
     async with AsyncTestClient(app=create_app(settings)) as client:
         api = Api(client, await make_token(database_url, "desk", "editor"), database_url)
         refused = await api.open()

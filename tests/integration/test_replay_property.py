@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
+from tests.support import TEST_SIGNING_KEY
 from service import audit
 from service.app import create_app
 from service.config import Settings
@@ -41,7 +42,7 @@ async def play(database_url: str, script: list[tuple[str, str, int, bool]]) -> N
     as_auditor = {"Authorization": f"Bearer {auditor}"}
     served: list[tuple[str, int, dict[str, Any], bytes]] = []
     posts: dict[str, list[str]] = {c: [] for c in COVERAGES}
-    unlimited = Settings(database_url=database_url, write_quota_per_minute=UNLIMITED, write_quota_burst=UNLIMITED)
+    unlimited = Settings(signing_key=TEST_SIGNING_KEY, database_url=database_url, write_quota_per_minute=UNLIMITED, write_quota_burst=UNLIMITED)
     async with AsyncTestClient(app=create_app(unlimited)) as client:
         for coverage in COVERAGES:
             await client.post("/v1/coverages", json={"id": coverage, "title": coverage}, headers=as_editor)
