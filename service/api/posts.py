@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import asyncpg
@@ -29,12 +30,13 @@ from service.config import Settings
 from service.domain import commands
 from service.domain.commands import EditPost, PublishPost, RedactPost, RetractPost
 from service.domain.errors import PostGone, PostNotFound
+from service.domain.events import EventData
 from service.domain.ids import is_post_id, new_post_id
 from service.domain.state import CoverageState, PostState, post_history
 from service.projections import read_model
 from service.store import events
 from service.store.pool import Connection, snapshot
-from service.writes import Answer, Change
+from service.writes import Answer, Change, Respond
 
 # A post's ETag, as GET sent it: the revision, marked when pinned, and by its content coding when compressed.
 _IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?(?:\.gz|\.br)?"$')
@@ -95,6 +97,31 @@ def _post_answer(status: int) -> Any:
 async def _tombstone_answer(_: Connection, __: CoverageState | None, post: PostState | None) -> Answer:
     assert post is not None
     return Answer(200, encode(tombstone(post)))
+
+
+async def _withdraw(
+    request: Request[Any, Any, State],
+    pool: asyncpg.Pool,
+    coverage_id: str,
+    post_id: str,
+    data: Any,
+    idempotency_key: str | None,
+    decide: Callable[[CoverageState | None, PostState | None, str, str, Any], EventData],
+    respond: Respond,
+) -> Response[Tombstone]:
+    """Retract or redact: one event about one post, answered with its tombstone."""
+    if not is_post_id(post_id):
+        raise post_not_found(coverage_id, post_id)
+    return await run(
+        request,
+        pool,
+        coverage_id=coverage_id,
+        post_id=post_id,
+        data=data,
+        idempotency_key=idempotency_key,
+        decide=lambda coverage, current: [Change(post_id, decide(coverage, current, coverage_id, post_id, data))],
+        respond=respond,
+    )
 
 
 async def _redaction_answer(_: Connection, __: CoverageState | None, post: PostState | None) -> Answer:
@@ -220,19 +247,8 @@ class PostController(Controller):
         data: JSONBody[RetractPost],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Tombstone]:
-        if not is_post_id(post_id):
-            raise post_not_found(coverage_id, post_id)
-        return await run(
-            request,
-            pool,
-            coverage_id=coverage_id,
-            post_id=post_id,
-            data=data,
-            idempotency_key=idempotency_key,
-            decide=lambda coverage, current: [
-                Change(post_id, commands.decide_retract(coverage, current, coverage_id, post_id, data))
-            ],
-            respond=_tombstone_answer,
+        return await _withdraw(
+            request, pool, coverage_id, post_id, data, idempotency_key, commands.decide_retract, _tombstone_answer
         )
 
     @post(
@@ -254,19 +270,8 @@ class PostController(Controller):
         data: JSONBody[RedactPost],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Tombstone]:
-        if not is_post_id(post_id):
-            raise post_not_found(coverage_id, post_id)
-        return await run(
-            request,
-            pool,
-            coverage_id=coverage_id,
-            post_id=post_id,
-            data=data,
-            idempotency_key=idempotency_key,
-            decide=lambda coverage, current: [
-                Change(post_id, commands.decide_redact(coverage, current, coverage_id, post_id, data))
-            ],
-            respond=_redaction_answer,
+        return await _withdraw(
+            request, pool, coverage_id, post_id, data, idempotency_key, commands.decide_redact, _redaction_answer
         )
 
     @get(
