@@ -16,6 +16,7 @@ from msgspec import Struct
 
 from service.api.auth import require_role
 from service.api.caching import PRIVATE, conditional_json
+from service.api.coverages import find_coverage
 from service.api.cursors import decode_feed, encode_feed
 from service.api.problems import problems
 from service.audit import VerifyReport, verify
@@ -96,7 +97,7 @@ class AuditController(Controller):
     @get(
         "/audit/verify",
         operation_id="verifyLog",
-        responses=problems(401, 403),
+        responses=problems(401, 403, 404),
         security=[{"bearer": []}],
         summary="Recompute every hash chain (or one coverage's): ok, counts and heads, or the first break",
     )
@@ -107,7 +108,9 @@ class AuditController(Controller):
         coverage_id: Annotated[str | None, QueryParameter(max_length=80)] = None,
     ) -> Response[VerifyReport]:
         async with pool.acquire() as conn:
-            report = await verify(conn, coverage_id if coverage_id is None or is_coverage_id(coverage_id) else "\x01")
+            if coverage_id is not None:
+                await find_coverage(conn, coverage_id)  # an unknown coverage is a 404, not a clean bill of health
+            report = await verify(conn, coverage_id)
         return conditional_json(request, report, cache_control=PRIVATE)
 
 

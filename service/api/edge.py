@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import cast
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from litestar.enums import ScopeType
@@ -213,6 +214,13 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             await _respond(send, 204, {**preflight, "X-Request-ID": request_id}, b"")
             finished(204, fast_path=False)
             return
+        malformed = _malformed_query(scope["query_string"])
+        if malformed is not None:
+            # Every parameter of this API takes one value; which of several a framework keeps is not a contract.
+            status, answer, body = _problem(400, "Invalid request", malformed, "invalid-request")
+            await _respond(send, status, {**answer, **extra}, body)
+            finished(status, fast_path=False)
+            return
         methods = routes.allow(path)
         if method == "OPTIONS" and methods is not None:
             await _respond(send, 204, {"Allow": methods, **extra}, b"")
@@ -270,6 +278,23 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             finished(status_sent, fast_path=False)
 
     return handle
+
+
+def _malformed_query(query_string: bytes) -> str | None:
+    """Why the query cannot be read as one value per named parameter, or None."""
+    if not query_string:
+        return None
+    pairs = [part.partition(b"=") for part in query_string.split(b"&") if part]
+    names = [name for name, _, _ in pairs]
+    for name, _, value in pairs:
+        shown = unquote_to_bytes(name).decode("utf-8", "replace")
+        if not name:
+            return "a query parameter has no name"
+        if not value:
+            return f"query parameter {shown!r} has no value (leave it out instead)"
+        if names.count(name) > 1:
+            return f"query parameter {shown!r} is given more than once"
+    return None
 
 
 def _headers_only(send: Send, receive: Receive) -> tuple[Send, Receive]:

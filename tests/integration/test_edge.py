@@ -186,3 +186,14 @@ async def test_the_document_closes_every_request_object_the_server_closes(api: A
         assert schemas[name]["additionalProperties"] is False, name
     refused = await api.client.post("/v1/coverages", json={"id": "x", "title": "X", "extra": 1}, headers=api.auth())
     assert_problem(refused, 400)
+
+
+async def test_a_query_that_is_not_one_value_per_named_parameter_is_a_400(api: Api, auditor_token: str) -> None:
+    await api.open()
+    for query in ("limit=5&limit=6", "=5", "limit=", "limit=5&&order=newest&limit=2"):
+        problem = assert_problem(await api.client.get(f"/v1/coverages/kherson/timeline?{query}"), 400)
+        assert problem["type"].endswith(":invalid-request"), query
+    assert (await api.client.get("/v1/coverages/kherson/timeline?limit=5&order=newest")).status_code == 200
+    unknown = await api.client.get("/v1/audit/verify", params={"coverage_id": "nowhere"},
+                                   headers={"Authorization": f"Bearer {auditor_token}"})  # fmt: skip
+    assert_problem(unknown, 404)
