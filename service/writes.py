@@ -14,7 +14,7 @@ from service.domain.errors import IdempotencyKeyReused
 from service.domain.events import EventData, Metadata
 from service.domain.state import CoverageState, PostState
 from service.projections import read_model
-from service.store import events, idempotency
+from service.store import events, idempotency, locks
 from service.store.idempotency import StoredAnswer
 from service.store.pool import Connection
 
@@ -71,7 +71,7 @@ async def execute(
                         idempotency_key=idempotency_key.key,
                     )
                 return Answer(earlier.status, earlier.body, earlier.headers), None
-        await read_model.join_writers(conn)
+        await locks.join_writers(conn)
         await events.lock_stream(conn, coverage_id)
         coverage = await read_model.load_coverage(conn, coverage_id)
         post = await read_model.load_post(conn, post_id) if post_id else None

@@ -221,8 +221,8 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             await _respond(send, status, {**answer, **extra}, body)
             finished(status, fast_path=False)
             return
-        methods = routes.allow(path)
-        if method == "OPTIONS" and methods is not None:
+        methods = routes.allow(path) if method == "OPTIONS" else None  # not on every request: a regex scan
+        if methods is not None:
             await _respond(send, 204, {"Allow": methods, **extra}, b"")
             finished(204, fast_path=False)
             return
@@ -263,8 +263,8 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
                 added = dict(extra)
                 if status_sent in READER_ERRORS and method in ("GET", "HEAD") and "authorization" not in headers:
                     added.setdefault("Cache-Control", reader_error_cache)  # a cache absorbs floods of bad URLs
-                if status_sent == 405 and methods is not None:
-                    added["Allow"] = methods  # every method of the path, whichever controller has it
+                if status_sent == 405 and (every := routes.allow(path)) is not None:
+                    added["Allow"] = every  # every method of the path, whichever controller has it
                 message["headers"] = _merged(message.get("headers", []), added)
             await send(message)
 

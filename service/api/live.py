@@ -192,9 +192,8 @@ class RenderedPages:
         self._capacity = capacity
         self._entries: OrderedDict[tuple[str, int, str], Rendered] = OrderedDict()
         self._by_coverage: dict[str, set[tuple[str, int, str]]] = {}
-        self._previous: OrderedDict[tuple[str, str], tuple[float, Rendered]] = OrderedDict()
-        """(coverage, variant) -> (when it was superseded, on the monotonic clock; the answer)."""
-        self._previous_versions: dict[tuple[str, str], int] = {}
+        self._previous: OrderedDict[tuple[str, str], tuple[int, float, Rendered]] = OrderedDict()
+        """(coverage, variant) -> (its version; when it was superseded, on the monotonic clock; the answer)."""
 
     def get(self, key: tuple[str, int, str]) -> Rendered | None:
         found = self._entries.get(key)
@@ -206,9 +205,9 @@ class RenderedPages:
         """The newest answer rendered for this variant before the coverage moved on, if it was still current
         `within` seconds ago: no staler than a shared cache may serve it under our Cache-Control."""
         found = self._previous.get((coverage_id, variant))
-        if found is None or time.monotonic() - found[0] > within:
+        if found is None or time.monotonic() - found[1] > within:
             return None
-        return found[1]
+        return found[2]
 
     def put(self, key: tuple[str, int, str], rendered: Rendered) -> None:
         self._entries[key] = rendered
@@ -224,13 +223,12 @@ class RenderedPages:
             keys.discard(key)
             rendered = self._entries.pop(key, None)
             aside = (coverage_id, key[2])
-            if rendered is not None and self._previous_versions.get(aside, 0) < key[1]:
-                self._previous[aside] = (time.monotonic(), rendered)
-                self._previous_versions[aside] = key[1]
+            kept = self._previous.get(aside)
+            if rendered is not None and (kept is None or kept[0] < key[1]):
+                self._previous[aside] = (key[1], time.monotonic(), rendered)
                 self._previous.move_to_end(aside)
         while len(self._previous) > self._capacity:
-            gone, _ = self._previous.popitem(last=False)
-            del self._previous_versions[gone]
+            self._previous.popitem(last=False)
 
     def forget(self, coverage_id: str) -> None:
         """Drop everything rendered of a coverage (its content was erased)."""
@@ -238,7 +236,6 @@ class RenderedPages:
             self._entries.pop(key, None)
         for aside in [a for a in self._previous if a[0] == coverage_id]:
             del self._previous[aside]
-            self._previous_versions.pop(aside, None)
 
     def __len__(self) -> int:
         return len(self._entries)

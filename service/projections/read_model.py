@@ -11,7 +11,6 @@ import msgspec
 
 from service.domain.events import RecordedEvent
 from service.domain.state import CoverageState, PostState, evolve
-from service.store import locks
 from service.store.pool import Connection
 
 Order = Literal["newest", "oldest"]
@@ -49,10 +48,6 @@ def coverage_row(c: CoverageState) -> tuple[object, ...]:
 
 def post_row(p: PostState) -> tuple[object, ...]:
     return (p.id, p.coverage_id, p.sequence, p.version, p.key_event, p.retracted, p)
-
-
-join_writers = locks.join_writers
-hold_writers = locks.hold_writers
 
 
 async def load_coverage(conn: Connection, coverage_id: str, tables: Tables = LIVE) -> CoverageState | None:

@@ -23,7 +23,6 @@ from service.projections.read_model import (
     POST_COLUMNS,
     Tables,
     coverage_row,
-    hold_writers,
     load_coverage,
     load_post,
     post_row,
@@ -49,7 +48,7 @@ class RebuildResult(Struct, frozen=True, kw_only=True):
 async def rebuild(conn: Connection) -> int:
     """Replace the reader tables with a fresh replay, in one transaction holding them exclusively."""
     async with conn.transaction():
-        await hold_writers(conn)
+        await locks.hold_writers(conn)
         await conn.execute("LOCK TABLE coverages, posts IN ACCESS EXCLUSIVE MODE")
         await conn.execute("TRUNCATE coverages, posts")
         return await _replay_into(conn, conn, LIVE, None)
@@ -139,7 +138,7 @@ async def _finish(writer: Connection, horizon: str, check: bool, replayed: int, 
         # Never queue long behind a slow reader or writer (everyone would queue behind us): give up and retry.
         await writer.execute("SET LOCAL lock_timeout = '2s'")
         # Writers wait from here; readers go on reading the live tables until the rename.
-        await hold_writers(writer)
+        await locks.hold_writers(writer)
         caught_up = await _catch_up(writer, horizon)
         if check:
             differences = await _differences(writer)
