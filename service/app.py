@@ -27,11 +27,15 @@ from service.api.quotas import WriteQuotas
 from service.api.readers import ReaderController
 from service.api.transparency import Logs, TransparencyController
 from service.config import Settings
+from service.projections import read_model
 from service.store import schema
 from service.store.listen import ChangeListener
 from service.store.pool import create_pool
 
 VERSION = "0.1.0"
+PAGE_POOL_SIZE = 4
+"""Connections for the edge's timeline renders, beside the main pool: each is lent for one statement at a time,
+so a few keep PostgreSQL busy."""
 
 
 class NotMigrated(RuntimeError):
@@ -60,34 +64,46 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
     logs.configure(settings.log_level)
     pages = RenderedPages(settings.rendered_cache_size)
     versions = CoverageVersions(on_advance=pages.drop_older)
+    known_posts = read_model.KnownPosts()
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set: start the service with `liveline serve`")
+        timeouts = {
+            "statement_timeout": f"{int(settings.statement_timeout * 1000)}",
+            "lock_timeout": f"{int(settings.lock_timeout * 1000)}",
+            "idle_in_transaction_session_timeout": f"{int(settings.idle_in_transaction_timeout * 1000)}",
+        }
         pool = await create_pool(
             settings.database_url,
             settings.pool_min_size,
             settings.pool_max_size,
             on_query=count_statement,
-            timeouts={
-                "statement_timeout": f"{int(settings.statement_timeout * 1000)}",
-                "lock_timeout": f"{int(settings.lock_timeout * 1000)}",
-                "idle_in_transaction_session_timeout": f"{int(settings.idle_in_transaction_timeout * 1000)}",
-            },
+            timeouts=timeouts,
+        )
+        # The edge's timeline renders (api/edge.py): one statement each, so no reset query on release.
+        page_pool = await create_pool(
+            settings.database_url, 1, PAGE_POOL_SIZE, count_statement, timeouts, single_statements=True
         )
         try:
             async with pool.acquire() as conn:
                 if not await schema.is_at_head(conn):
                     raise NotMigrated("the database is not migrated to head: run `liveline migrate`")
             app.state.pool = pool
+            app.state.page_pool = page_pool
             reads: SharedReads = app.state.reads
 
             def forget(coverage_id: str) -> None:
                 pages.forget(coverage_id)
                 reads.forget(coverage_id)
+                known_posts.forget(coverage_id)
 
-            listener = ChangeListener(settings.database_url, versions.observe, versions.connected, forget)
+            def connected(listening: bool, epoch: int) -> None:
+                known_posts.forget()  # the reader tables may have been rebuilt meanwhile (a new fold)
+                versions.connected(listening, epoch)
+
+            listener = ChangeListener(settings.database_url, versions.observe, connected, forget)
             listener.start()
             if worker:
                 close_streams_on_signals(versions)
@@ -97,7 +113,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 versions.close()  # long polls and streams end now, not when the server gives up on them
                 await listener.stop()
         finally:
-            await pool.close()
+            await asyncio.gather(pool.close(), page_pool.close())
 
     app = Litestar(
         route_handlers=[
@@ -120,6 +136,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 "versions": versions,
                 "pages": pages,
                 "reads": SharedReads(),
+                "known_posts": known_posts,
                 "quotas": WriteQuotas(settings.write_quota_per_minute, settings.write_quota_burst),
                 "logs": Logs(keys.signer(settings)),
             }
@@ -137,5 +154,5 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
     )
     close_request_objects(app.openapi_schema)
     # In front of litestar's router: request ids, CORS, metrics, access log, and the fast path (api/edge.py).
-    app.asgi_handler = edge(app.asgi_handler, settings, versions, pages, Routes(app.openapi_schema))
+    app.asgi_handler = edge(app.asgi_handler, settings, app.state, Routes(app.openapi_schema))
     return app

@@ -128,25 +128,57 @@ async def coverage_read(
     media_type: str = "application/json",
     etag_of: Callable[[object], str] | None = None,
 ) -> Response[Any]:
-    """A public read of one coverage, answered from memory whenever the version is known.
+    """`answer_read` for a litestar handler."""
+    state = request.app.state
+    status, headers, body = await answer_read(
+        state.versions,
+        state.pages,
+        state.reads,
+        path=request.scope["path"],
+        query_string=request.scope["query_string"],
+        headers=request.headers,
+        coverage_id=coverage_id,
+        render=render,
+        cache_control=cache_control,
+        media_type=media_type,
+        etag_of=etag_of,
+    )
+    sent_type = headers.pop("Content-Type", media_type)
+    return Response(body, status_code=status, headers=headers, media_type=sent_type)
+
+
+async def answer_read(
+    versions: CoverageVersions,
+    pages: RenderedPages,
+    shared: SharedReads,
+    *,
+    path: str,
+    query_string: bytes,
+    headers: Mapping[str, str],
+    coverage_id: str,
+    render: Render,
+    cache_control: str,
+    media_type: str = "application/json",
+    etag_of: Callable[[object], str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of a public read of one coverage, answered from memory whenever the version is
+    known. Litestar's handlers and the edge's render path (api/edge.py) both answer through it.
 
     With `etag_of` the ETag comes from the content (posts: their revision) and a 304 needs a cached
     rendering; otherwise it derives from the version and needs nothing at all. The content may depend on
     nothing but the coverage version, the path, the query and the media type (absolute URLs come from
     settings, never from the request's Host): that is the cache key and what the ETag is made of.
     """
-    versions: CoverageVersions = request.app.state.versions
-    pages: RenderedPages = request.app.state.pages
-    variant = read_key(versions, request.scope["path"], request.scope["query_string"], media_type)
+    variant = read_key(versions, path, query_string, media_type)
     known = versions.known(coverage_id)
     if known is not None:
         hit = pages.get((coverage_id, known, variant))
         if hit is not None:
-            return send(request, hit, cache_control)
+            return cached_answer(headers, hit, cache_control)
         if etag_of is None:
             tag = version_etag(known, variant)
-            if etag_matches(request.headers.get("if-none-match"), tag):
-                return send(request, Rendered(b"", tag, media_type), cache_control)
+            if etag_matches(headers.get("if-none-match"), tag):
+                return cached_answer(headers, Rendered(b"", tag, media_type), cache_control)
 
     async def render_once() -> Rendered:
         generation = versions.generation
@@ -159,9 +191,8 @@ async def coverage_read(
         return rendered
 
     # Readers woken by one change ask at once: one of them renders, the others share its answer.
-    shared: SharedReads = request.app.state.reads
     rendered = await shared.run(None if known is None else (coverage_id, known, variant), render_once)
-    return send(request, rendered, cache_control)
+    return cached_answer(headers, rendered, cache_control)
 
 
 def encode(content: object) -> bytes:

@@ -5,9 +5,13 @@ One raw ASGI layer, hand-written on purpose:
 - litestar's middleware runs after routing, and its CORSConfig applies one policy to the whole app, while public
   reads must answer any origin and writes only the origins an operator names (`LIVELINE_CORS_ORIGINS`);
 - the fast path bypasses routing, parameter parsing and dependency injection, which cost a conditional poll
-  several times what answering it does. It answers only from an entry the slow path rendered for exactly this
-  (coverage, version, path, query, media type), through the same `cached_answer`, so both paths send the same
-  bytes and headers (tests/integration/test_edge.py compares them).
+  several times what answering it does. It answers only from an entry rendered for exactly this (coverage,
+  version, path, query, media type), through the same `cached_answer`, so both paths send the same bytes and
+  headers (tests/integration/test_edge.py compares them);
+- a plain timeline page that is not rendered yet is rendered here too, by the very function litestar's handler
+  calls (`timeline.live_page` through `answer_read`): routing and dependency injection cost about what reading
+  the page does. Anything else about a timeline read (as_of, around, a token, JSON-LD, a parameter litestar would
+  refuse, an error) is left to litestar, which answers it the one documented way.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import cast
 from urllib.parse import unquote_to_bytes
 
 import msgspec
+from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.types import (
     ASGIApp,
@@ -40,20 +46,23 @@ from prometheus_client import Counter
 from service import logs
 from service.api.admission import Admission
 from service.api.body_limits import ShapeRefused, check_shape
-from service.api.caching import cached_answer, public_cache_control, read_key
+from service.api.caching import answer_read, cached_answer, public_cache_control, read_key
 from service.api.contract import Routes
-from service.api.live import CoverageVersions, RenderedPages
+from service.api.live import CoverageVersions, RenderedPages, SharedReads
 from service.api.problems import PROBLEM_TYPE
+from service.api.timeline import live_page, plain_query
 from service.config import Settings
 
 access = logging.getLogger("liveline.access")
 _problem_encoder = msgspec.json.Encoder()
 REQUESTS = Counter("liveline_http_requests_total", "HTTP requests answered", ["method", "status"])
 FAST = Counter("liveline_fast_path_total", "Public reads answered from memory before routing", ["status"])
+EDGE_RENDERS = Counter("liveline_edge_renders_total", "Timeline pages rendered before routing", ["status"])
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PUBLIC = re.compile(r"^/v1/coverages(?:/|$)")
 _FAST_ROUTE = re.compile(r"^/v1/coverages/([^/]+)(?:/timeline|/changes|/posts/[^/]+(?:/history)?)?$")
+_TIMELINE = re.compile(r"^/v1/coverages/([^/]+)/timeline$")
 _WAITING = re.compile(rb"(?:^|&)wait=0*[1-9]")
 PUBLIC_HEADERS = "Accept, If-None-Match, Last-Event-ID, X-Request-ID"
 WRITE_HEADERS = f"{PUBLIC_HEADERS}, Authorization, Content-Type, If-Match, Idempotency-Key"
@@ -114,7 +123,12 @@ def _preflight(path: str, headers: Mapping[str, str], allowed: frozenset[str]) -
     return {}  # answered without permission: the browser refuses the request
 
 
-def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: RenderedPages, routes: Routes) -> ASGIApp:
+def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGIApp:
+    """`state` is the app's: its versions, rendered pages, shared reads and known posts, and once the app has
+    started the pool of page reads (`page_pool`)."""
+    versions: CoverageVersions = state.versions
+    pages: RenderedPages = state.pages
+    reads: SharedReads = state.reads
     allowed = frozenset(settings.cors_origins)
     cache_control = public_cache_control(settings)
     reader_error_cache = f"public, max-age={settings.cache_max_age}"
@@ -144,6 +158,31 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             if rendered is not None:
                 revalidate(scope, (coverage_id, key))
         return None if rendered is None else cached_answer(headers, rendered, cache_control)
+
+    async def render(scope: Scope, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+        """A plain live timeline page rendered here, or None for litestar to answer."""
+        if scope.get("method") != "GET" or "authorization" in headers or "ld+json" in headers.get("accept", ""):
+            return None
+        route = _TIMELINE.match(scope["path"])
+        query = None if route is None else plain_query(scope["query_string"])
+        pool = state.get("page_pool")
+        if route is None or query is None or pool is None:
+            return None
+        coverage_id = route[1]
+        try:
+            return await answer_read(
+                versions,
+                pages,
+                reads,
+                path=scope["path"],
+                query_string=scope["query_string"],
+                headers=headers,
+                coverage_id=coverage_id,
+                render=partial(live_page, pool, state.known_posts, settings, coverage_id, query, False),
+                cache_control=cache_control,
+            )
+        except Exception:  # an unknown coverage, a database fault, anything: litestar answers it, documented
+            return None
 
     revalidating: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -250,6 +289,13 @@ def edge(app: ASGIApp, settings: Settings, versions: CoverageVersions, pages: Re
             status, answer, body = quick
             await _respond(send, status, {**answer, **extra}, body, head)
             finished(status, fast_path=True)
+            return
+        rendered = await render(scope, headers)
+        if rendered is not None:
+            status, answer, body = rendered
+            await _respond(send, status, {**answer, **extra}, body, head)
+            EDGE_RENDERS.labels(status).inc()
+            finished(status, fast_path=False)
             return
         if head:
             send, receive = _headers_only(send, receive)

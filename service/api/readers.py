@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -22,25 +20,23 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from msgspec import Struct
 
-from service.api import jsonld
+from service.api import jsonld, timeline
 from service.api.auth import CHALLENGE, authenticate, may
 from service.api.caching import PRIVATE, conditional_json, coverage_read, public_cache_control
-from service.api.coverages import coverage_not_found, find_coverage
-from service.api.cursors import decode_cursor, decode_page, encode_cursor, encode_page
+from service.api.coverages import find_coverage
+from service.api.cursors import decode_cursor, decode_page, encode_cursor
 from service.api.live import CoverageVersions, SharedReads
 from service.api.problems import problems
+from service.api.timeline import Order, PageQuery
 from service.api.views import ChangesPage, CoverageView, TimelinePage, coverage_view, post_view, tombstone
 from service.config import Settings
-from service.domain.errors import CoverageNotFound, DomainError, InvalidAsOf, InvalidCursor, PostNotFound
-from service.domain.ids import is_coverage_id, is_post_id
-from service.domain.state import CoverageState, PostState, Timeline, replay
+from service.domain.errors import DomainError, InvalidCursor
+from service.domain.state import CoverageState, PostState
 from service.projections import read_model
-from service.store import events
 from service.store.pool import DATABASE_FAULTS, Connection, snapshot
 
 log = logging.getLogger("liveline.readers")
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="page size")]
-Order = Literal["newest", "oldest"]
 _encoder = msgspec.json.Encoder()
 
 
@@ -109,50 +105,6 @@ async def wait_for_change(
         await versions.wait(coverage_id, remaining if versions.listening else min(remaining, 1.0))
 
 
-Fetch = Callable[[Order, int | None, int], Awaitable[Sequence[PostState]]]
-"""(order, the sequence to continue past, how many) -> visible posts: from SQL, or from a replayed state."""
-Find = Callable[[str], Awaitable[PostState | None]]
-
-
-async def shown_posts(
-    fetch: Fetch, find: Find, coverage_id: str, *, limit: int, order: Order, past: int | None, around: str | None
-) -> tuple[list[PostState], bool]:
-    """The posts of one timeline page and whether more follow; one definition for live and `as_of` reads."""
-    if around is None:
-        posts = await fetch(order, past, limit + 1)
-        return list(posts[:limit]), len(posts) > limit
-    centre = await find(around) if is_post_id(around) else None
-    if centre is None or centre.coverage_id != coverage_id or centre.retracted:
-        raise PostNotFound(f"no visible post {around} in coverage {coverage_id!r}", post_id=around)
-    opposite: Order = "oldest" if order == "newest" else "newest"
-    earlier = await fetch(opposite, centre.sequence, (limit - 1) // 2)
-    room = limit - len(earlier) - 1
-    later = await fetch(order, centre.sequence, room + 1)
-    return [*reversed(earlier), centre, *later[:room]], len(later) > room
-
-
-def replayed_source(timeline: Timeline, key_events: bool) -> tuple[Fetch, Find]:
-    visible = sorted(
-        (p for p in timeline.posts.values() if not p.retracted and (p.key_event or not key_events)),
-        key=lambda p: p.sequence,
-    )
-
-    async def fetch(order: Order, past: int | None, limit: int) -> Sequence[PostState]:
-        if order == "newest":
-            return [p for p in reversed(visible) if past is None or p.sequence < past][:limit]
-        return [p for p in visible if past is None or p.sequence > past][:limit]
-
-    async def find(post_id: str) -> PostState | None:
-        return timeline.posts.get(post_id)
-
-    return fetch, find
-
-
-def latest_of(timeline: Timeline) -> str | None:
-    visible = [p for p in timeline.posts.values() if not p.retracted]
-    return max(visible, key=lambda p: p.sequence).id if visible else None
-
-
 class ReaderController(Controller):
     path = "/v1/coverages/{coverage_id:str}"
     tags = ["readers"]
@@ -183,99 +135,28 @@ class ReaderController(Controller):
             ),
         ] = None,
     ) -> Response[TimelinePage]:
-        past = decode_page(before, order) if before else None
+        query = PageQuery(
+            limit=limit,
+            order=order,
+            past=decode_page(before, order) if before else None,
+            key_events=key_events,
+            around=around,
+        )
         as_jsonld = jsonld.MEDIA_TYPE in request.headers.get("accept", "")
-
-        def page(
-            coverage: CoverageState, latest: str | None, shown: list[PostState], more: bool, pinned: PostState | None
-        ) -> object:
-            if as_jsonld:
-                return jsonld.live_blog_posting(coverage, shown, settings.public_url.rstrip("/"))
-            pinned_id = coverage.pinned_post_id
-            return TimelinePage(
-                coverage=coverage_view(coverage, latest, settings.poll_interval),
-                pinned=post_view(pinned, pinned_id) if pinned else None,
-                posts=[post_view(p, pinned_id) for p in shown],
-                next=encode_page(order, shown[-1].sequence) if more and shown else None,
-                cursor=encode_cursor(coverage.id, coverage.version),
-            )
-
+        media_type = jsonld.MEDIA_TYPE if as_jsonld else "application/json"
         if as_of is not None:
-            timeline = await self._replayed(request, pool, coverage_id, as_of)
-            fetch, find = replayed_source(timeline, key_events)
-            assert timeline.coverage is not None
-            shown, more = await shown_posts(
-                fetch, find, coverage_id, limit=limit, order=order, past=past, around=around
-            )
-            pinned_then = timeline.posts.get(timeline.coverage.pinned_post_id or "")
-            content = page(timeline.coverage, latest_of(timeline), shown, more, pinned_then)
-            return conditional_json(
-                request,
-                content,
-                cache_control=PRIVATE,
-                media_type=jsonld.MEDIA_TYPE if as_jsonld else "application/json",
-            )
-
-        async def render() -> tuple[int, object]:
-            if around is None:  # the common page: one statement, one round trip
-                async with pool.acquire() as pooled:
-                    read = await read_model.timeline_page(
-                        pooled, coverage_id, limit=limit + 1, order=order, past=past, key_events_only=key_events
-                    ) if is_coverage_id(coverage_id) else None  # fmt: skip
-                if read is None:
-                    raise coverage_not_found(coverage_id)
-
-                async def prefetched(_order: Order, _past: int | None, _limit: int) -> Sequence[PostState]:
-                    return read.posts  # shown_posts asks exactly once, for (order, past, limit + 1)
-
-                shown, more = await shown_posts(
-                    prefetched, read_model.no_post, coverage_id, limit=limit, order=order, past=past, around=None
-                )
-                row = read.coverage
-                return row.state.version, page(row.state, row.latest_post_id, shown, more, read.pinned)
-            async with snapshot(pool) as conn:
-                row = await find_coverage(conn, coverage_id)
-
-                async def fetch(order: Order, past: int | None, limit: int) -> Sequence[PostState]:
-                    return await read_model.timeline_posts(
-                        conn, coverage_id, limit=limit, order=order, past=past, key_events_only=key_events
-                    )
-
-                async def find(post_id: str) -> PostState | None:
-                    return await read_model.load_post(conn, post_id)
-
-                shown, more = await shown_posts(
-                    fetch, find, coverage_id, limit=limit, order=order, past=past, around=around
-                )
-                pinned_id = row.state.pinned_post_id
-                pinned = await read_model.load_post(conn, pinned_id) if pinned_id else None
-            return row.state.version, page(row.state, row.latest_post_id, shown, more, pinned)
-
+            await _auditor_only(request)
+            content = await timeline.page_as_of(pool, settings, coverage_id, as_of, query, as_jsonld)
+            return conditional_json(request, content, cache_control=PRIVATE, media_type=media_type)
         return await coverage_read(
             request,
             coverage_id=coverage_id,
-            render=render,
+            render=partial(
+                timeline.live_page, pool, request.app.state.known_posts, settings, coverage_id, query, as_jsonld
+            ),
             cache_control=public_cache_control(settings),
-            media_type=jsonld.MEDIA_TYPE if as_jsonld else "application/json",
+            media_type=media_type,
         )
-
-    @staticmethod
-    async def _replayed(
-        request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, as_of: str
-    ) -> Timeline:
-        """The coverage replayed up to `as_of` with the same fold as the live projection (auditors only)."""
-        holder = await authenticate(request)
-        if holder is None:
-            raise NotAuthorizedException("as_of needs an auditor token", headers=CHALLENGE)
-        if not may(holder, ("auditor",)):
-            raise PermissionDeniedException("as_of is for auditors")
-        async with snapshot(pool) as conn:
-            head = (await find_coverage(conn, coverage_id)).state.version
-            version = await _as_of_version(conn, coverage_id, as_of)
-            if version > head:
-                raise InvalidAsOf(f"the coverage is at version {head}, not yet {version}", version=head)
-            stream = await events.read_stream(conn, coverage_id, version)
-        return replay(stream)
 
     @get(
         "/changes",
@@ -435,24 +316,14 @@ def _gist(view: CoverageView) -> CoverageView:
     return msgspec.structs.replace(view, cursor="", checkpoint="", version=0, updated_at=view.started_at)
 
 
-async def _as_of_version(conn: Connection, coverage_id: str, as_of: str) -> int:
-    if re.fullmatch(r"[0-9]{1,10}", as_of):
-        version = int(as_of)
-        if not 1 <= version < 2**31:
-            raise InvalidAsOf("as_of must be a version from 1, or an RFC 3339 time")
-        return version
-    try:
-        moment = datetime.fromisoformat(as_of)
-        if moment.tzinfo is None:
-            raise InvalidAsOf("as_of must carry a UTC offset, e.g. 2022-11-10T14:32:00Z")
-        moment = moment.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise InvalidAsOf("as_of must be a version number or an RFC 3339 time with its offset") from exc
-    then = await events.version_at(conn, coverage_id, moment)
-    if then is None:
-        raise CoverageNotFound(f"coverage {coverage_id!r} was not open yet at {as_of}", coverage_id=coverage_id)
-    return then
-
-
 def _message(event: str, event_id: str, content: object) -> ServerSentEventMessage:
     return ServerSentEventMessage(event=event, id=event_id, data=_encoder.encode(content).decode())
+
+
+async def _auditor_only(request: Request[Any, Any, State]) -> None:
+    """`as_of` is for auditors; the rest of the timeline is public."""
+    holder = await authenticate(request)
+    if holder is None:
+        raise NotAuthorizedException("as_of needs an auditor token", headers=CHALLENGE)
+    if not may(holder, ("auditor",)):
+        raise PermissionDeniedException("as_of is for auditors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -150,22 +151,71 @@ async def no_post(_post_id: str) -> PostState | None:
 
 
 class PageRead(msgspec.Struct, frozen=True):
-    """A coverage with the first posts of a timeline page and its pinned post, read in one statement."""
+    """A coverage with the first posts of a timeline page and its pinned post, as of one snapshot."""
 
     coverage: CoverageRow
     posts: list[PostState]
     pinned: PostState | None
 
 
+class KnownPosts:
+    """The newest state this process has read of each recent post: a timeline page re-reads only posts that
+    changed since, so rendering a page after a change costs the change, not the page.
+
+    A state is used only at exactly the version a page's statement names. Drop everything when the reader tables
+    may have been rebuilt (the fold may have changed), and a coverage's posts when its content is erased.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[str, PostState] = OrderedDict()
+
+    def at(self, wanted: Sequence[tuple[str, int]]) -> list[PostState] | None:
+        """The states of these (post id, version) pairs, or None when any is not held at that version."""
+        found = []
+        for post_id, version in wanted:
+            state = self._states.get(post_id)
+            if state is None or state.version != version:
+                return None
+            self._states.move_to_end(post_id)
+            found.append(state)
+        return found
+
+    def keep(self, states: Sequence[PostState]) -> None:
+        for state in states:
+            self._states[state.id] = state
+            self._states.move_to_end(state.id)
+        while len(self._states) > self._capacity:
+            self._states.popitem(last=False)
+
+    def forget(self, coverage_id: str | None = None) -> None:
+        """Every post, or one coverage's."""
+        for post_id in [i for i, s in self._states.items() if coverage_id is None or s.coverage_id == coverage_id]:
+            del self._states[post_id]
+
+
 _PAGE = """
-SELECT c.state,
+SELECT c.state::text,
        (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
         ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
-       (SELECT p.state FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
+       (SELECT {what} FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
        ARRAY({posts}) AS posts
 FROM coverages c WHERE c.id = $1
 """
-_PAGES = {key: _PAGE.format(posts=query) for key, query in _TIMELINE.items()}
+# Which posts a page shows, at which version: a small answer, checked against the posts this process holds.
+_PAGE_KEYS = {
+    key: _PAGE.format(
+        what="ROW(p.id, p.changed_version)", posts=query.replace("SELECT state ", "SELECT ROW(id, changed_version) ")
+    )
+    for key, query in _TIMELINE.items()
+}
+# The page with its states, as JSON text decoded straight into their types (no dict built, then converted).
+_PAGES = {
+    key: _PAGE.format(what="p.state::text", posts=query.replace("SELECT state ", "SELECT state::text "))
+    for key, query in _TIMELINE.items()
+}
+_COVERAGE = msgspec.json.Decoder(CoverageState)
+_POST = msgspec.json.Decoder(PostState)
 
 
 async def timeline_page(
@@ -176,19 +226,30 @@ async def timeline_page(
     order: Order,
     past: int | None,
     key_events_only: bool,
+    known: KnownPosts,
 ) -> PageRead | None:
-    """What `find_coverage`, `timeline_posts` and the pinned post's `load_post` give, in one round trip: one
-    statement sees one snapshot, so no transaction is needed to keep the three consistent."""
+    """What `find_coverage`, `timeline_posts` and the pinned post's `load_post` give, each answer from one
+    statement (one statement sees one snapshot, so no transaction is needed to keep the three consistent).
+
+    The first statement names the page's posts and their versions; when `known` holds them all, that is the whole
+    read. Otherwise a second statement reads the page again with every state (a later snapshot, whole in itself).
+    """
     newest, bound = _direction(order, past)
+    row = await conn.fetchrow(_PAGE_KEYS[newest, key_events_only], coverage_id, bound, limit)
+    if row is None:
+        return None
+    pinned_key = row["pinned"]
+    held = known.at([*row["posts"], *([pinned_key] if pinned_key else [])])
+    if held is not None:
+        coverage = CoverageRow(_COVERAGE.decode(row["state"]), row["latest_post_id"])
+        return PageRead(coverage, held[: len(row["posts"])], held[-1] if pinned_key else None)
     row = await conn.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
     if row is None:
         return None
-    pinned = row["pinned"]
-    return PageRead(
-        coverage=_coverage_row(row),
-        posts=[msgspec.convert(state, PostState) for state in row["posts"]],
-        pinned=None if pinned is None else msgspec.convert(pinned, PostState),
-    )
+    posts = [_POST.decode(state) for state in row["posts"]]
+    pinned = None if row["pinned"] is None else _POST.decode(row["pinned"])
+    known.keep([*posts, *([pinned] if pinned else [])])
+    return PageRead(CoverageRow(_COVERAGE.decode(row["state"]), row["latest_post_id"]), posts, pinned)
 
 
 async def changed_posts(conn: Connection, coverage_id: str, since: int, limit: int) -> Sequence[PostState]:
