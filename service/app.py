@@ -36,6 +36,8 @@ VERSION = "0.1.0"
 PAGE_POOL_SIZE = 4
 """Connections for the edge's timeline renders, beside the main pool: each is lent for one statement at a time,
 so a few keep PostgreSQL busy."""
+PAGE_POOL_NAME = "liveline pages"
+"""Their application_name, as pg_stat_activity shows it."""
 
 
 class NotMigrated(RuntimeError):
@@ -84,7 +86,12 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         )
         # The edge's timeline renders (api/edge.py): one statement each, so no reset query on release.
         page_pool = await create_pool(
-            settings.database_url, 1, PAGE_POOL_SIZE, count_statement, timeouts, single_statements=True
+            settings.database_url,
+            1,
+            PAGE_POOL_SIZE,
+            count_statement,
+            {**timeouts, "application_name": PAGE_POOL_NAME},
+            single_statements=True,
         )
         try:
             async with pool.acquire() as conn:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -187,6 +187,9 @@ class KnownPosts:
             self._states.move_to_end(state.id)
         while len(self._states) > self._capacity:
             self._states.popitem(last=False)
+
+    def __iter__(self) -> Iterator[PostState]:
+        return iter(list(self._states.values()))
 
     def forget(self, coverage_id: str | None = None) -> None:
         """Every post, or one coverage's."""

@@ -10,7 +10,7 @@ import brotli
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.api.edge import FAST
+from service.api.edge import EDGE_RENDERS, FAST
 from service.api.metrics import SQL_STATEMENTS
 from service.app import create_app
 from service.config import Settings
@@ -197,3 +197,103 @@ async def test_a_query_that_is_not_one_value_per_named_parameter_is_a_400(api: A
     unknown = await api.client.get("/v1/audit/verify", params={"coverage_id": "nowhere"},
                                    headers={"Authorization": f"Bearer {auditor_token}"})  # fmt: skip
     assert_problem(unknown, 404)
+
+
+def edge_renders() -> float:
+    return sum(s.value for metric in EDGE_RENDERS.collect() for s in metric.samples if s.name.endswith("_total"))
+
+
+def forget_renders(api: Api) -> None:
+    """This process forgets every rendered page and every post state it read: the next read renders anew."""
+    state = api.client.app.state
+    for held in (state.pages, state.reads, state.known_posts):
+        held.forget("kherson")
+
+
+async def storied(api: Api) -> str:
+    """A coverage with a pinned post, an edit, a key event and a retraction: every part of a page."""
+    url = await seeded(api, posts=30)
+    posts = (await api.client.get(url, params={"limit": 30})).json()["posts"]
+    await api.edit(posts[3]["id"], title="Corrected", key_event=True)
+    await api.client.put("/v1/coverages/kherson/pinned", json={"post_id": posts[25]["id"]}, headers=api.auth())
+    await api.retract(posts[7]["id"])
+    return url
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip", "br"])
+async def test_a_page_rendered_at_the_edge_is_the_page_litestar_renders(api: Api, encoding: str | None) -> None:
+    url = await storied(api)
+    first = (await api.client.get(url, params={"limit": 5})).json()
+    queries = ["", "?limit=5", "?limit=5&order=oldest", "?key_events=true", "?limit=3&ignored=1",
+               f"?limit=5&before={first['next']}", "?limit=100&order=newest&key_events=false"]  # fmt: skip
+    headers = {"Accept-Encoding": encoding or "identity"}
+    for query in queries:
+        forget_renders(api)
+        before = edge_renders()
+        edge = await api.client.get(url + query, headers=headers)
+        assert edge_renders() == before + 1, f"{query}: rendered at the edge"
+        forget_renders(api)
+        slow = await api.client.get(url + query, headers={**headers, **api.auth()})  # a token: litestar renders it
+        assert edge_renders() == before + 1, f"{query}: rendered by litestar"
+        assert (edge.status_code, edge.content) == (slow.status_code, slow.content), query
+        assert comparable(dict(edge.headers)) == comparable(dict(slow.headers)), query
+        assert edge.status_code == 200 and edge.headers["content-type"] == "application/json"
+
+
+async def test_the_edge_leaves_every_other_timeline_read_to_litestar(api: Api) -> None:
+    url = await storied(api)
+    post_id = (await api.client.get(url)).json()["posts"][2]["id"]
+    expected = {
+        "?as_of=3": 401, f"?around={post_id}": 200, "?limit=0": 400, "?limit=101": 400, "?limit=020": 400,
+        "?order=sideways": 400, "?key_events=1": 200, "?before=%21%21": 400, "?before=cDE6bzo1": 400,
+        "?%6Cimit=5": 200,
+    }  # fmt: skip
+    for query, status in expected.items():
+        before = edge_renders()
+        answer = await api.client.get(url + query)
+        assert answer.status_code == status, (query, answer.text)
+        assert edge_renders() == before, query
+    assert len((await api.client.get(url + "?%6Cimit=5")).json()["posts"]) == 5, "litestar read the escaped name"
+    before = edge_renders()
+    jsonld = await api.client.get(url + "?limit=4", headers={"Accept": "application/ld+json"})
+    missing = await api.client.get("/v1/coverages/nowhere/timeline")
+    assert jsonld.status_code == 200 and jsonld.headers["content-type"].startswith("application/ld+json")
+    assert_problem(missing, 404)
+    assert edge_renders() == before
+
+
+async def test_a_page_rereads_only_what_this_process_does_not_hold(api: Api) -> None:
+    url = await storied(api)
+    statements = SQL_STATEMENTS._value.get
+    forget_renders(api)
+    start = statements()
+    await api.client.get(url, params={"limit": 10})
+    assert statements() - start == 2, "the page's posts and versions, then their states"
+    start = statements()
+    await api.client.get(url, params={"limit": 10, "order": "newest"})  # another variant, the same posts
+    assert statements() - start == 1, "every state was held at its version"
+    newest = (await api.client.get(url, params={"limit": 10})).json()["posts"][0]
+    assert (await api.edit(newest["id"], title="Edited just now")).status_code == 200
+    shown = (await api.client.get(url, params={"limit": 10, "order": "newest"})).json()["posts"][0]
+    assert (shown["title"], shown["revision"]) == ("Edited just now", newest["revision"] + 1), "never a stale state"
+
+
+async def test_a_page_connection_killed_under_the_edge_is_replaced(api: Api, admin_dsn: str) -> None:
+    from service.app import PAGE_POOL_NAME
+    from service.store.pool import connect
+
+    url = await storied(api)
+    assert (await api.client.get(url, params={"limit": 2})).status_code == 200
+    conn = await connect(api.database_url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", PAGE_POOL_NAME
+        )
+    finally:
+        await conn.close()
+    assert killed >= 1
+    answers = [await api.client.get(url, params={"limit": n}) for n in (3, 4, 5)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    before = edge_renders()
+    assert (await api.client.get(url, params={"limit": 6})).status_code == 200
+    assert edge_renders() == before + 1, "the edge renders again on a fresh connection"
