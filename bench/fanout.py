@@ -41,6 +41,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -342,6 +343,7 @@ class Round:
     server_cpu: float = 0.0  # CPU seconds of the serve processes over that time
     client_cpu: float = 0.0  # and of the client processes
     fresh_connection: float | None = None  # seconds for GET /health on a new connection while the streams are open
+    floor_per_stream: float | None = None  # KiB per connection of bench.baseline:hold holding as many streams
 
     @property
     def expected(self) -> int:
@@ -482,30 +484,12 @@ class Bench:
 
     def fan_out(self, n: int, deadline: float) -> Round:
         result = Round(n)
-        context = multiprocessing.get_context("spawn")
-        shares = [n // self.args.clients + (1 if i < n % self.args.clients else 0) for i in range(self.args.clients)]
-        shares = [share for share in shares if share]
-        batch = max(1, self.args.batch // len(shares))
         path = f"/v1/coverages/{COVERAGE}/stream?since={self.cursor()}"
         result.rss_before = server_rss(self.serve_pid)
         clients: list[tuple[multiprocessing.context.SpawnProcess, Connection]] = []
         try:
             started = time.monotonic()
-            for share in shares:
-                ours, theirs = context.Pipe()
-                spec = ClientSpec(HOST, self.port, path, share, batch, self.args.ready_timeout)
-                process = context.Process(target=client_main, args=(theirs, spec), daemon=True)
-                process.start()
-                theirs.close()
-                clients.append((process, ours))
-            errors: collections.Counter[str] = collections.Counter()
-            for _process, pipe in clients:
-                opened: Opened = _receive(pipe, deadline)
-                result.connected += opened.connected
-                result.failed += opened.failed
-                result.not_attempted += opened.not_attempted
-                errors.update(opened.errors)
-            result.connect_errors = dict(errors)
+            open_streams(clients, result, self.port, path, n, self.args, deadline)
             result.connect_seconds = time.monotonic() - started
             time.sleep(1.0)  # let the server settle before reading its memory
             result.rss_after = server_rss(self.serve_pid)
@@ -578,6 +562,73 @@ class Bench:
         return False
 
 
+def open_streams(
+    clients: list[tuple[multiprocessing.context.SpawnProcess, Connection]],
+    result: Round,
+    port: int,
+    path: str,
+    n: int,
+    args: argparse.Namespace,
+    deadline: float,
+) -> None:
+    """Start the client processes (added to `clients`) and open N streams among them; counts go to `result`."""
+    context = multiprocessing.get_context("spawn")
+    shares = [n // args.clients + (1 if i < n % args.clients else 0) for i in range(args.clients)]
+    shares = [share for share in shares if share]
+    batch = max(1, args.batch // len(shares))
+    for share in shares:
+        ours, theirs = context.Pipe()
+        spec = ClientSpec(HOST, port, path, share, batch, args.ready_timeout)
+        process = context.Process(target=client_main, args=(theirs, spec), daemon=True)
+        process.start()
+        theirs.close()
+        clients.append((process, ours))
+    errors: collections.Counter[str] = collections.Counter()
+    for _process, pipe in clients:
+        opened: Opened = _receive(pipe, deadline)
+        result.connected += opened.connected
+        result.failed += opened.failed
+        result.not_attempted += opened.not_attempted
+        errors.update(opened.errors)
+    result.connect_errors = dict(errors)
+
+
+def floor_per_stream(n: int, args: argparse.Namespace, deadline: float) -> float:
+    """KiB of RSS per connection for N streams held by a do-nothing ASGI app (`bench.baseline:hold`) on granian
+    with serve's settings: what an open stream costs before Liveline does anything."""
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--workers", "1",
+         "--backlog", "65535", "--backpressure", str(max(raise_nofile() - 256, 1024)), "--no-access-log",
+         "--port", str(port), "bench.baseline:hold"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    clients: list[tuple[multiprocessing.context.SpawnProcess, Connection]] = []
+    floor = Round(n)
+    try:
+        _wait_listening(port, server)
+        before = server_rss(server.pid)
+        open_streams(clients, floor, port, "/", n, args, deadline)
+        time.sleep(1.0)
+        return (server_rss(server.pid) - before) / 1024 / max(1, floor.connected)
+    finally:
+        for process, pipe in clients:
+            process.kill()
+            process.join(timeout=5)
+            pipe.close()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    until = time.monotonic() + 30
+    while time.monotonic() < until and process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise BenchError("the floor's granian did not start")
+
+
 def _receive(pipe: Connection, deadline: float) -> Any:
     remaining = deadline - time.monotonic()
     if remaining <= 0 or not pipe.poll(remaining):
@@ -615,6 +666,10 @@ def report(rounds: list[Round]) -> None:
     row(
         "RSS per stream (KiB)",
         lambda r: f"{(r.rss_after - r.rss_before) / 1024 / r.connected:,.1f}" if r.connected else "-",
+    )
+    row(
+        "  a do-nothing ASGI app's, same granian (KiB)",
+        lambda r: f"{r.floor_per_stream:,.1f}" if r.floor_per_stream is not None else "-",
     )
     row(
         "new connection GET /health (ms)",
@@ -760,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if rounds[-1].publish_failed:
                     problem = f"N={n}: publishing failed; later rounds skipped"
                     break
+                rounds[-1].floor_per_stream = floor_per_stream(n, args, deadline)
     except (BenchError, httpx.HTTPError) as exc:
         problem = f"stopped: {_describe(exc)}"
     finally:

@@ -11,7 +11,10 @@ One raw ASGI layer, hand-written on purpose:
 - a plain timeline page that is not rendered yet is rendered here too, by the very function litestar's handler
   calls (`timeline.live_page` through `answer_read`): routing and dependency injection cost about what reading
   the page does. Anything else about a timeline read (as_of, around, a token, JSON-LD, a parameter litestar would
-  refuse, an error) is left to litestar, which answers it the one documented way.
+  refuse, an error) is left to litestar, which answers it the one documented way;
+- an event stream that opens without an error is served here too, through the same `streams.opening` and
+  `streams.messages`, as raw ASGI (`streams.send_stream`): litestar's streaming response costs more memory per
+  open stream than the stream itself. Errors, 204 and HEAD are litestar's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from functools import partial
 from typing import cast
 from urllib.parse import unquote_to_bytes
 
+import asyncpg
 import msgspec
 from litestar.datastructures import State
 from litestar.enums import ScopeType
@@ -44,6 +48,7 @@ from litestar.types import (
 from prometheus_client import Counter
 
 from service import logs
+from service.api import streams
 from service.api.admission import Admission
 from service.api.body_limits import ShapeRefused, check_shape
 from service.api.caching import answer_read, cached_answer, public_cache_control, read_key
@@ -58,11 +63,15 @@ _problem_encoder = msgspec.json.Encoder()
 REQUESTS = Counter("liveline_http_requests_total", "HTTP requests answered", ["method", "status"])
 FAST = Counter("liveline_fast_path_total", "Public reads answered from memory before routing", ["status"])
 EDGE_RENDERS = Counter("liveline_edge_renders_total", "Timeline pages rendered before routing", ["status"])
+EDGE_STREAMS = Counter("liveline_edge_streams_total", "Event streams served before routing")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PUBLIC = re.compile(r"^/v1/coverages(?:/|$)")
 _FAST_ROUTE = re.compile(r"^/v1/coverages/([^/]+)(?:/timeline|/changes|/posts/[^/]+(?:/history)?)?$")
 _TIMELINE = re.compile(r"^/v1/coverages/([^/]+)/timeline$")
+_STREAM = re.compile(r"^/v1/coverages/([^/]+)/stream$")
+_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_.-]+")
+_PLAIN_VALUE = re.compile(rb"[A-Za-z0-9_.:-]*")
 _WAITING = re.compile(rb"(?:^|&)wait=0*[1-9]")
 PUBLIC_HEADERS = "Accept, If-None-Match, Last-Event-ID, X-Request-ID"
 WRITE_HEADERS = f"{PUBLIC_HEADERS}, Authorization, Content-Type, If-Match, Idempotency-Key"
@@ -164,7 +173,8 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
         if scope.get("method") != "GET" or "authorization" in headers or "ld+json" in headers.get("accept", ""):
             return None
         route = _TIMELINE.match(scope["path"])
-        query = None if route is None else plain_query(scope["query_string"])
+        parameters = None if route is None else _plain_parameters(scope["query_string"])
+        query = None if parameters is None else plain_query(parameters)
         pool = state.get("page_pool")
         if route is None or query is None or pool is None:
             return None
@@ -183,6 +193,22 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             )
         except Exception:  # an unknown coverage, a database fault, anything: litestar answers it, documented
             return None
+
+    async def stream_from(scope: Scope, headers: Mapping[str, str]) -> tuple[asyncpg.Pool, str, int] | None:
+        """(pool, coverage, the version it starts after) of an event stream the edge may serve, or None for
+        litestar to answer (an error, 204 for an ended coverage, anything unusual in the request)."""
+        route = _STREAM.match(scope["path"]) if scope.get("method") == "GET" else None
+        parameters = None if route is None else _plain_parameters(scope["query_string"])
+        pool = state.get("pool")
+        if route is None or parameters is None or pool is None:
+            return None
+        since = parameters.get(b"since")
+        resume = headers.get("last-event-id") or (since.decode("ascii") if since else None)
+        try:
+            start = await streams.opening(pool, route[1], resume)
+        except Exception:  # an unknown coverage, a bad cursor, a database fault: litestar answers it, documented
+            return None
+        return None if start is None else (pool, route[1], start)
 
     revalidating: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -297,6 +323,22 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             EDGE_RENDERS.labels(status).inc()
             finished(status, fast_path=False)
             return
+        opened = None if head else await stream_from(scope, headers)
+        if opened is not None:
+            pool, coverage_id, start = opened
+            EDGE_STREAMS.inc()
+            token = logs.request_id.set(request_id)
+            try:
+                await streams.send_stream(
+                    send,
+                    receive,
+                    _merged(streams.RAW_HEADERS, dict(extra)),
+                    partial(streams.messages, versions, reads, pool, settings, coverage_id, start),
+                )
+            finally:
+                logs.request_id.reset(token)
+                finished(200, fast_path=False)
+            return
         if head:
             send, receive = _headers_only(send, receive)
 
@@ -341,6 +383,18 @@ def _malformed_query(query_string: bytes) -> str | None:
         if names.count(name) > 1:
             return f"query parameter {shown!r} is given more than once"
     return None
+
+
+def _plain_parameters(query_string: bytes) -> dict[bytes, bytes] | None:
+    """The query's parameters when none is escaped (or None): what the edge reads itself. Litestar reads the rest,
+    since an escaped name may spell one a handler reads. Repeated, nameless and empty ones were refused before."""
+    parameters: dict[bytes, bytes] = {}
+    for part in query_string.split(b"&") if query_string else ():
+        name, _, value = part.partition(b"=")
+        if not _PLAIN_NAME.fullmatch(name) or not _PLAIN_VALUE.fullmatch(value):
+            return None
+        parameters[name] = value
+    return parameters
 
 
 def _headers_only(send: Send, receive: Receive) -> tuple[Send, Receive]:

@@ -65,8 +65,9 @@ class CoverageVersions:
         if waiters:
             _release_slices(list(waiters), 0)
 
-    async def wait(self, coverage_id: str, seconds: float) -> None:
-        """Until this coverage may have changed, the listener reconnects, the process closes, or `seconds`.
+    async def wait(self, coverage_id: str, seconds: float, gone: asyncio.Future[None] | None = None) -> None:
+        """Until this coverage may have changed, the listener reconnects, the process closes, `seconds` pass or
+        `gone` is done (a stream's client left).
 
         One future and one timer per waiter, nothing more: ten thousand streams wait here at once, and what each
         wait allocates is what the garbage collector must walk.
@@ -78,11 +79,19 @@ class CoverageVersions:
         waiters = self._waiters.setdefault(coverage_id, set())
         waiters.add(waiter)
         timer = loop.call_later(seconds, _release, waiter)
+
+        def left(_gone: asyncio.Future[None]) -> None:
+            _release(waiter)
+
+        if gone is not None:
+            gone.add_done_callback(left)
         try:
             await waiter
         finally:
             timer.cancel()
             waiters.discard(waiter)
+            if gone is not None:
+                gone.remove_done_callback(left)
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

@@ -42,24 +42,17 @@ class PageQuery(Struct, frozen=True, kw_only=True):
 
 _DIGITS = re.compile(rb"[1-9][0-9]{0,2}")
 _TOKEN = re.compile(rb"[A-Za-z0-9_-]{1,200}")
-_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_.-]+")
 
 
-def plain_query(query_string: bytes) -> PageQuery | None:
+def plain_query(parameters: dict[bytes, bytes]) -> PageQuery | None:
     """The live page a query asks for when the edge may render it itself, or None to leave it to litestar.
 
-    Each parameter the handler reads must be in the one spelling the handler reads the same way (no percent
-    escapes, `true`/`false`, a limit of 1 to 100, a well-formed `before`); a parameter it does not read is
-    ignored, as litestar ignores it. `as_of` and `around`, and anything litestar would refuse, go to litestar,
-    which answers them (errors included) the one documented way. The edge has already refused repeated,
-    nameless and empty parameters.
+    `parameters` are the query's, none of them escaped (the edge's `plain_parameters`). Each one the handler
+    reads must be in the one spelling the handler reads the same way (`true`/`false`, a limit of 1 to 100, a
+    well-formed `before`); one it does not read is ignored, as litestar ignores it. `as_of` and `around`, and
+    anything litestar would refuse, go to litestar, which answers them (errors included) the one documented way.
     """
-    values: dict[bytes, bytes] = {}
-    for part in query_string.split(b"&") if query_string else ():
-        name, _, value = part.partition(b"=")
-        if not _PLAIN_NAME.fullmatch(name):
-            return None  # an escaped name may spell one the handler reads
-        values[name] = value
+    values = dict(parameters)
     limit, order, before, key_events = (values.pop(n, None) for n in (b"limit", b"order", b"before", b"key_events"))
     if b"as_of" in values or b"around" in values:
         return None

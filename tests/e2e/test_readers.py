@@ -246,3 +246,72 @@ def test_streams_survive_a_database_restart(
         asyncio.run(scenario())
     finally:
         assert server.stop() == 0
+
+
+async def metric(client: httpx.AsyncClient, name: str) -> float:
+    text = (await client.get("/metrics", headers=METRICS)).text
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+async def first_events(client: httpx.AsyncClient, url: str) -> tuple[httpx.Response, list[dict[str, str]]]:
+    """A stream's answer and its events up to the first keep-alive (the pair's keep-alive is 1 s)."""
+    seen: list[dict[str, str]] = []
+    async with client.stream("GET", url) as stream:
+        async for event in sse_events(stream):
+            seen.append(event)
+            if event.get("comment") == "keep-alive":
+                break
+    return stream, seen
+
+
+async def test_a_stream_served_at_the_edge_is_the_stream_litestar_serves(
+    pair: tuple[RunningServer, RunningServer, str],
+) -> None:
+    server, _, token = pair
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        cursor = await open_coverage(client, token, "same-stream")
+        posts = [(await client.post("/v1/coverages/same-stream/posts", json=paragraph(f"post {n}"), headers=auth(token))).json()
+                 for n in range(3)]  # fmt: skip
+        await client.put("/v1/coverages/same-stream/pinned", json={"post_id": posts[1]["id"]}, headers=auth(token))
+        await client.post(f"/v1/coverages/same-stream/posts/{posts[0]['id']}/retract", json={"reason": "r"}, headers=auth(token))
+        served = await metric(client, "liveline_edge_streams_total")
+        edge, edge_events = await first_events(client, f"/v1/coverages/same-stream/stream?since={cursor}")
+        assert await metric(client, "liveline_edge_streams_total") == served + 1, "the edge served it"
+        routed, routed_events = await first_events(client, f"/v1/coverages/same-stream/stream?%73ince={cursor}")
+        assert await metric(client, "liveline_edge_streams_total") == served + 1, "litestar served it"
+    assert edge.status_code == routed.status_code == 200
+    same = {k: v for k, v in edge.headers.items() if k not in {"date", "x-request-id"}}
+    assert same == {k: v for k, v in routed.headers.items() if k not in {"date", "x-request-id"}}
+    assert edge.headers["content-type"] == "text/event-stream; charset=utf-8" and edge.headers["cache-control"] == "no-store"
+    assert edge_events == routed_events
+    assert [e.get("event") for e in edge_events if "event" in e] == ["post", "post", "removed", "pinned", "coverage"]
+
+
+def test_a_stream_whose_client_left_is_let_go_at_once(admin_dsn: str, template_database: str) -> None:
+    """Granian swallows writes to a closed connection: without listening for the client's going, an idle stream
+    would hold its memory until its next keep-alive, and forever on a coverage that never changes again."""
+    env = environment(DATABASE_URL=fresh_database(admin_dsn, template_database), LIVELINE_STREAM_KEEPALIVE="60")
+    server = start_server(env)
+    token = make_token(env)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            await open_coverage(client, token, "leaving")
+            for _ in range(3):
+                async with client.stream("GET", "/v1/coverages/leaving/stream") as stream:
+                    async for event in sse_events(stream):
+                        assert event.get("comment") == "liveline stream"
+                        break
+                    assert await metric(client, "liveline_open_streams") == 1
+                for _ in range(30):  # the client has closed its connection
+                    if await metric(client, "liveline_open_streams") == 0:
+                        break
+                    await asyncio.sleep(0.1)
+                assert await metric(client, "liveline_open_streams") == 0, "let go long before the next keep-alive"
+            assert await metric(client, "liveline_edge_streams_total") == 3
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert server.stop() == 0

@@ -76,7 +76,7 @@ async def test_identical_reads_share_one_round_trip_and_its_answer() -> None:
 
 
 async def test_a_wait_ends_only_past_the_cursor_even_when_the_process_lags_behind_it() -> None:
-    from service.api.readers import wait_for_change
+    from service.api.changes import wait_for_change
 
     versions = CoverageVersions()
     versions.connected(True, epoch=1)
