@@ -99,7 +99,7 @@ def _release(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-WAKE_SLICE = 64
+WAKE_SLICE = 32
 """Waiters woken per turn of the event loop. Waking ten thousand streams at once would queue their deliveries
 ahead of everything else: a publish arriving then would wait behind all of them at each of its awaits."""
 
