@@ -13,9 +13,9 @@ from service.store.tokens import Role, TokenHolder, find_holder
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="liveline"'}
 EDITORS: dict[str, Any] = {"roles": ("editor",)}
+"""`opt` for routes that change the record."""
 ADMINS: dict[str, Any] = {"roles": ()}
 """Admins only (an admin passes every role check)."""
-"""`opt` for routes that change the record."""
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenHolder | None:

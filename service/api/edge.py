@@ -77,6 +77,8 @@ PUBLIC_HEADERS = "Accept, If-None-Match, Last-Event-ID, X-Request-ID"
 WRITE_HEADERS = f"{PUBLIC_HEADERS}, Authorization, Content-Type, If-Match, Idempotency-Key"
 EXPOSED = "ETag, Location, Retry-After, X-Request-ID"
 READER_ERRORS = (404, 410)
+REVALIDATE_EVERY = 0.25
+"""Seconds between background renders of one read while writes are being shed."""
 _CONDITIONS = (b"if-none-match", b"accept-encoding")
 """Dropped from a background render's request: it must render, not answer 304 or compress."""
 
@@ -211,12 +213,24 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
         return None if start is None else (pool, route[1], start)
 
     revalidating: dict[tuple[str, str], asyncio.Task[None]] = {}
+    revalidated: dict[tuple[str, str], float] = {}
+    """When each variant's latest background render started (monotonic clock)."""
 
     def revalidate(scope: Scope, variant: tuple[str, str]) -> None:
-        """Render the current answer of this read in the background (at most one at a time per variant), the
-        same way a reader's request would: through litestar, response dropped, rendered answer kept."""
-        if variant in revalidating:
+        """Render the current answer of this read in the background, the way a reader's request would (at the edge
+        for a plain timeline page, otherwise through litestar, the answer dropped and the rendering kept).
+
+        At most one at a time per variant, and one per `REVALIDATE_EVERY`: under a flood of writes the coverage
+        moves on hundreds of times a second, and rendering each version would spend on readers' answers nobody
+        gets the CPU the shedding is there to save.
+        """
+        now = time.monotonic()
+        if variant in revalidating or now - revalidated.get(variant, -REVALIDATE_EVERY) < REVALIDATE_EVERY:
             return
+        if len(revalidated) >= pages.capacity:
+            for old in [v for v, at in revalidated.items() if now - at >= REVALIDATE_EVERY]:
+                del revalidated[old]
+        revalidated[variant] = now
         plain = [(name, value) for name, value in scope["headers"] if name not in _CONDITIONS]
         copy = cast("Scope", {**scope, "headers": plain, "state": {}})
 
@@ -226,13 +240,14 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
         async def discard(_message: Message) -> None:
             return None
 
-        async def render() -> None:
+        async def refresh() -> None:
             try:
-                await app(copy, receive, discard)
+                if await render(copy, _headers(copy)) is None:
+                    await app(copy, receive, discard)
             finally:
                 del revalidating[variant]
 
-        revalidating[variant] = asyncio.get_running_loop().create_task(render())
+        revalidating[variant] = asyncio.get_running_loop().create_task(refresh())
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:

@@ -198,7 +198,7 @@ class RenderedPages:
     while a fresh one renders (`previous`)."""
 
     def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
+        self.capacity = capacity
         self._entries: OrderedDict[tuple[str, int, str], Rendered] = OrderedDict()
         self._by_coverage: dict[str, set[tuple[str, int, str]]] = {}
         self._previous: OrderedDict[tuple[str, str], tuple[int, float, Rendered]] = OrderedDict()
@@ -222,7 +222,7 @@ class RenderedPages:
         self._entries[key] = rendered
         self._entries.move_to_end(key)
         self._by_coverage.setdefault(key[0], set()).add(key)
-        while len(self._entries) > self._capacity:
+        while len(self._entries) > self.capacity:
             oldest, _ = self._entries.popitem(last=False)
             self._by_coverage.get(oldest[0], set()).discard(oldest)
 
@@ -236,7 +236,7 @@ class RenderedPages:
             if rendered is not None and (kept is None or kept[0] < key[1]):
                 self._previous[aside] = (key[1], time.monotonic(), rendered)
                 self._previous.move_to_end(aside)
-        while len(self._previous) > self._capacity:
+        while len(self._previous) > self.capacity:
             self._previous.popitem(last=False)
 
     def forget(self, coverage_id: str) -> None:
