@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Literal
@@ -163,30 +162,31 @@ class KnownPosts:
     changed since, so rendering a page after a change costs the change, not the page.
 
     A state is used only at exactly the version a page's statement names. Drop everything when the reader tables
-    may have been rebuilt (the fold may have changed), and a coverage's posts when its content is erased.
+    may have been rebuilt (the fold may have changed), and a coverage's posts when its content is erased. The
+    oldest read leaves first (not the least used: a hit costs a dict lookup, no reordering); a post still on a
+    page is then read again once.
     """
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
-        self._states: OrderedDict[str, PostState] = OrderedDict()
+        self._states: dict[str, PostState] = {}
 
     def at(self, wanted: Sequence[tuple[str, int]]) -> list[PostState] | None:
         """The states of these (post id, version) pairs, or None when any is not held at that version."""
-        found = []
+        found: list[PostState] = []
         for post_id, version in wanted:
             state = self._states.get(post_id)
             if state is None or state.version != version:
                 return None
-            self._states.move_to_end(post_id)
             found.append(state)
         return found
 
     def keep(self, states: Sequence[PostState]) -> None:
         for state in states:
+            self._states.pop(state.id, None)
             self._states[state.id] = state
-            self._states.move_to_end(state.id)
         while len(self._states) > self._capacity:
-            self._states.popitem(last=False)
+            del self._states[next(iter(self._states))]
 
     def __iter__(self) -> Iterator[PostState]:
         return iter(list(self._states.values()))

@@ -87,6 +87,8 @@ async def create_pool(
         init=init,
         server_settings=timeouts or {},
         reset=_session_untouched if single_statements else None,
+        # A page read's connection is lent many thousand times a second: no idle timer re-armed at each return.
+        max_inactive_connection_lifetime=0 if single_statements else 300.0,
     )
     assert pool is not None
     return pool
