@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -32,7 +33,8 @@ from service.store import schema
 from service.store.listen import ChangeListener
 from service.store.pool import create_pool
 
-VERSION = "0.1.0"
+VERSION = metadata.version("liveline")
+"""From the installed package (pyproject.toml), so the document and the package never disagree."""
 PAGE_POOL_SIZE = 4
 """Connections for the edge's timeline renders, beside the main pool: each is lent for one statement at a time,
 so a few keep PostgreSQL busy."""

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from service import audit, logs, witness
 from service.app import create_app
-from service.config import Settings
+from service.config import BadConfiguration, Settings
 from service.domain.note import NoteError
 from service.embedded import DataFolderFromAnotherMajor, database_url
 from service.projections.rebuild import RebuildBusy, RebuildResult, rebuild_online
@@ -119,7 +119,10 @@ def _database(
 @click.group()
 def main() -> None:
     """Liveline: an event-sourced backend for live-coverage pages."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except BadConfiguration as exc:
+        raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=settings.log_level, format="%(message)s")
     logs.configure(settings.log_level)
 

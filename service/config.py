@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 import msgspec
@@ -33,6 +34,10 @@ ENVIRONMENT = {
     "signing_key": "LIVELINE_SIGNING_KEY",
     "log_name": "LIVELINE_LOG_NAME",
 }
+
+
+class BadConfiguration(ValueError):
+    """An environment variable that does not read as its setting."""
 
 
 class Settings(Struct, frozen=True, kw_only=True):
@@ -92,4 +97,5 @@ class Settings(Struct, frozen=True, kw_only=True):
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
-            raise SystemExit(f"liveline: bad configuration: {exc}") from exc
+            named = re.sub(r"`\$\.(\w+)`", lambda m: ENVIRONMENT.get(m[1], m[1]), str(exc))
+            raise BadConfiguration(f"bad configuration: {named}") from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 from functools import cache
-from typing import Annotated
+from typing import Annotated, TypeVar, cast
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -121,8 +121,12 @@ def _check_timezone(name: str | UnsetType) -> None:
         raise InvalidField(f"timezone {name!r} is not an IANA time zone name", field="timezone")
 
 
-def _clean_optional(text: str | UnsetType | None, field: str) -> str | UnsetType | None:
-    return clean_text(text, field) if isinstance(text, str) else text
+_Optional = TypeVar("_Optional", bound=str | UnsetType | None)
+"""A field that may be absent, null or text: its type passes through sanitising unchanged."""
+
+
+def _clean_optional(text: _Optional, field: str) -> _Optional:
+    return cast("_Optional", clean_text(text, field)) if isinstance(text, str) else text
 
 
 def _contributors(
@@ -187,7 +191,7 @@ def decide_open(existing: CoverageState | None, request: OpenCoverage) -> Covera
     _check_timezone(request.timezone)
     return CoverageOpened(
         title=clean_text(request.title, "title"),
-        summary=_clean_optional(request.summary, "summary"),  # type: ignore[arg-type]
+        summary=_clean_optional(request.summary, "summary"),
         editors=_clean_names(request.editors),
         timezone=request.timezone,
     )
@@ -199,7 +203,7 @@ def decide_update(coverage: CoverageState | None, coverage_id: str, request: Upd
         raise NothingToChange("give at least one of title, summary, editors, timezone")
     _check_timezone(request.timezone)
     return CoverageUpdated(
-        title=_clean_optional(request.title, "title"),  # type: ignore[arg-type]
+        title=_clean_optional(request.title, "title"),
         summary=_clean_optional(request.summary, "summary"),
         editors=_clean_names(request.editors) if isinstance(request.editors, list) else UNSET,
         timezone=request.timezone,
@@ -221,7 +225,7 @@ def decide_reopen(coverage: CoverageState | None, coverage_id: str) -> CoverageR
 def decide_publish(coverage: CoverageState | None, coverage_id: str, request: PublishPost) -> PostPublished:
     require_live(coverage, coverage_id)
     return PostPublished(
-        title=_clean_optional(request.title, "title"),  # type: ignore[arg-type]
+        title=_clean_optional(request.title, "title"),
         body=clean_body(request.body),
         contributors=_contributors(request.contributors, request.byline) or [],
         key_event=request.key_event,
@@ -253,7 +257,7 @@ def decide_edit(
         body=clean_body(request.body) if isinstance(request.body, list) else UNSET,
         contributors=UNSET if contributors is None else contributors,
         key_event=request.key_event,
-        note=_clean_optional(request.note, "note"),  # type: ignore[arg-type]
+        note=_clean_optional(request.note, "note"),
     )
 
 
