@@ -8,7 +8,8 @@
 - for each N in --subscribers: N streams of `GET /v1/coverages/{cid}/stream?since=CURSOR`, opened in batches and
   held by several client processes (raw asyncio streams, uvloop when installed), each counted as connected
   once the server's first comment (`: liveline stream`) arrives. The server's RSS (the serve process and its
-  workers) before and after gives the memory per stream. Then K posts are published one every --interval
+  workers) before and after gives the memory per stream; after the round, a do-nothing ASGI app
+  (`bench.baseline:hold`) on granian with serve's settings holds as many streams, for the floor beside it. Then K posts are published one every --interval
   seconds (with --wait-delivery, also not before the previous one reached every subscriber, so fan-outs do not
   overlap); each subscriber notes when the `post` event with each id arrives. Delivery latency is that arrival
   minus the moment just before the publish request was sent (CLOCK_MONOTONIC, which all processes of a Linux
