@@ -1,25 +1,14 @@
-"""The edge: what every HTTP request passes before litestar's router. Request ids, CORS, request metrics and the
-access log for all; and the fast path, which answers a repeat public read straight from the rendered answers.
+"""The edge: what every HTTP request passes before litestar's router. Request ids, CORS, request metrics, the
+access log, write admission, HEAD and query checks for all; then public reads the fast path answers itself
+(api/fast_path.py says what it bypasses and which tests prove it answers like litestar).
 
-One raw ASGI layer, hand-written on purpose:
-- litestar's middleware runs after routing, and its CORSConfig applies one policy to the whole app, while public
-  reads must answer any origin and writes only the origins an operator names (`LIVELINE_CORS_ORIGINS`);
-- the fast path bypasses routing, parameter parsing and dependency injection, which cost a conditional poll
-  several times what answering it does. It answers only from an entry rendered for exactly this (coverage,
-  version, path, query, media type), through the same `cached_answer`, so both paths send the same bytes and
-  headers (tests/integration/test_edge.py compares them);
-- a plain timeline page that is not rendered yet is rendered here too, by the very function litestar's handler
-  calls (`timeline.live_page` through `answer_read`): routing and dependency injection cost about what reading
-  the page does. Anything else about a timeline read (as_of, around, a token, JSON-LD, a parameter litestar would
-  refuse, an error) is left to litestar, which answers it the one documented way;
-- an event stream that opens without an error is served here too, through the same `streams.opening` and
-  `streams.messages`, as raw ASGI (`streams.send_stream`): litestar's streaming response costs more memory per
-  open stream than the stream itself. Errors, 204 and HEAD are litestar's.
+One raw ASGI layer, hand-written on purpose: litestar's middleware runs after routing, and its CORSConfig
+applies one policy to the whole app, while public reads must answer any origin and writes only the origins an
+operator names (`LIVELINE_CORS_ORIGINS`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import itertools
 import logging
@@ -27,11 +16,9 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from functools import partial
 from typing import cast
 from urllib.parse import unquote_to_bytes
 
-import asyncpg
 import msgspec
 from litestar.datastructures import State
 from litestar.enums import ScopeType
@@ -51,36 +38,21 @@ from service import logs
 from service.api import streams
 from service.api.admission import Admission
 from service.api.body_limits import ShapeRefused, check_shape
-from service.api.caching import answer_read, cached_answer, public_cache_control, read_key
 from service.api.contract import Routes
-from service.api.live import CoverageVersions, RenderedPages, SharedReads
+from service.api.fast_path import EDGE_RENDERS, EDGE_STREAMS, FAST, FastPath, header_map
 from service.api.problems import PROBLEM_TYPE
-from service.api.timeline import live_page, plain_query
 from service.config import Settings
 
 access = logging.getLogger("liveline.access")
 _problem_encoder = msgspec.json.Encoder()
 REQUESTS = Counter("liveline_http_requests_total", "HTTP requests answered", ["method", "status"])
-FAST = Counter("liveline_fast_path_total", "Public reads answered from memory before routing", ["status"])
-EDGE_RENDERS = Counter("liveline_edge_renders_total", "Timeline pages rendered before routing", ["status"])
-EDGE_STREAMS = Counter("liveline_edge_streams_total", "Event streams served before routing")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PUBLIC = re.compile(r"^/v1/coverages(?:/|$)")
-_FAST_ROUTE = re.compile(r"^/v1/coverages/([^/]+)(?:/timeline|/changes|/posts/[^/]+(?:/history)?)?$")
-_TIMELINE = re.compile(r"^/v1/coverages/([^/]+)/timeline$")
-_STREAM = re.compile(r"^/v1/coverages/([^/]+)/stream$")
-_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_.-]+")
-_PLAIN_VALUE = re.compile(rb"[A-Za-z0-9_.:-]*")
-_WAITING = re.compile(rb"(?:^|&)wait=0*[1-9]")
 PUBLIC_HEADERS = "Accept, If-None-Match, Last-Event-ID, X-Request-ID"
 WRITE_HEADERS = f"{PUBLIC_HEADERS}, Authorization, Content-Type, If-Match, Idempotency-Key"
 EXPOSED = "ETag, Location, Retry-After, X-Request-ID"
 READER_ERRORS = (404, 410)
-REVALIDATE_EVERY = 0.25
-"""Seconds between background renders of one read while writes are being shed."""
-_CONDITIONS = (b"if-none-match", b"accept-encoding")
-"""Dropped from a background render's request: it must render, not answer 304 or compress."""
 
 
 class RequestIds:
@@ -94,10 +66,6 @@ class RequestIds:
         if sent and _SANE_ID.match(sent):
             return sent
         return f"{self._prefix}{next(self._counter):x}"
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
 def _cors(method: str, path: str, origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
@@ -135,126 +103,19 @@ def _preflight(path: str, headers: Mapping[str, str], allowed: frozenset[str]) -
 
 
 def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGIApp:
-    """`state` is the app's: its versions, rendered pages, shared reads and known posts, and once the app has
-    started the pool of page reads (`page_pool`)."""
-    versions: CoverageVersions = state.versions
-    pages: RenderedPages = state.pages
-    reads: SharedReads = state.reads
+    """`state` is the app's (what the fast path answers from)."""
     allowed = frozenset(settings.cors_origins)
-    cache_control = public_cache_control(settings)
     reader_error_cache = f"public, max-age={settings.cache_max_age}"
     ids = RequestIds()
     admission = Admission(settings.max_writes_in_flight)
-
-    def fast(scope: Scope, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
-        """A public read already rendered at the coverage's current version, or None for litestar to answer.
-
-        While writes are being shed, a read whose fresh answer is not rendered yet gets the answer rendered just
-        before the coverage moved on (no staler than `cache_max_age`, as any shared cache may serve it), and a
-        fresh one is rendered in the background: under a flood of writes no reader waits for a render.
-        """
-        if scope.get("method") != "GET" or "authorization" in headers:
-            return None
-        route = _FAST_ROUTE.match(scope["path"])
-        if route is None or _WAITING.search(scope["query_string"]) or "ld+json" in headers.get("accept", ""):
-            return None
-        coverage_id = route[1]
-        known = versions.known(coverage_id)
-        if known is None:
-            return None
-        key = read_key(versions, scope["path"], scope["query_string"], "application/json")
-        rendered = pages.get((coverage_id, known, key))
-        if rendered is None and admission.shedding:
-            rendered = pages.previous(coverage_id, key, within=settings.cache_max_age)
-            if rendered is not None:
-                revalidate(scope, (coverage_id, key))
-        return None if rendered is None else cached_answer(headers, rendered, cache_control)
-
-    async def render(scope: Scope, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
-        """A plain live timeline page rendered here, or None for litestar to answer."""
-        if scope.get("method") != "GET" or "authorization" in headers or "ld+json" in headers.get("accept", ""):
-            return None
-        route = _TIMELINE.match(scope["path"])
-        parameters = None if route is None else _plain_parameters(scope["query_string"])
-        query = None if parameters is None else plain_query(parameters)
-        pool = state.get("page_pool")
-        if route is None or query is None or pool is None:
-            return None
-        coverage_id = route[1]
-        try:
-            return await answer_read(
-                versions,
-                pages,
-                reads,
-                path=scope["path"],
-                query_string=scope["query_string"],
-                headers=headers,
-                coverage_id=coverage_id,
-                render=partial(live_page, pool, state.known_posts, settings, coverage_id, query, False),
-                cache_control=cache_control,
-            )
-        except Exception:  # an unknown coverage, a database fault, anything: litestar answers it, documented
-            return None
-
-    async def stream_from(scope: Scope, headers: Mapping[str, str]) -> tuple[asyncpg.Pool, str, int] | None:
-        """(pool, coverage, the version it starts after) of an event stream the edge may serve, or None for
-        litestar to answer (an error, 204 for an ended coverage, anything unusual in the request)."""
-        route = _STREAM.match(scope["path"]) if scope.get("method") == "GET" else None
-        parameters = None if route is None else _plain_parameters(scope["query_string"])
-        pool = state.get("pool")
-        if route is None or parameters is None or pool is None:
-            return None
-        since = parameters.get(b"since")
-        resume = headers.get("last-event-id") or (since.decode("ascii") if since else None)
-        try:
-            start = await streams.opening(pool, route[1], resume)
-        except Exception:  # an unknown coverage, a bad cursor, a database fault: litestar answers it, documented
-            return None
-        return None if start is None else (pool, route[1], start)
-
-    revalidating: dict[tuple[str, str], asyncio.Task[None]] = {}
-    revalidated: dict[tuple[str, str], float] = {}
-    """When each variant's latest background render started (monotonic clock)."""
-
-    def revalidate(scope: Scope, variant: tuple[str, str]) -> None:
-        """Render the current answer of this read in the background, the way a reader's request would (at the edge
-        for a plain timeline page, otherwise through litestar, the answer dropped and the rendering kept).
-
-        At most one at a time per variant, and one per `REVALIDATE_EVERY`: under a flood of writes the coverage
-        moves on hundreds of times a second, and rendering each version would spend on readers' answers nobody
-        gets the CPU the shedding is there to save.
-        """
-        now = time.monotonic()
-        if variant in revalidating or now - revalidated.get(variant, -REVALIDATE_EVERY) < REVALIDATE_EVERY:
-            return
-        if len(revalidated) >= pages.capacity:
-            for old in [v for v, at in revalidated.items() if now - at >= REVALIDATE_EVERY]:
-                del revalidated[old]
-        revalidated[variant] = now
-        plain = [(name, value) for name, value in scope["headers"] if name not in _CONDITIONS]
-        copy = cast("Scope", {**scope, "headers": plain, "state": {}})
-
-        async def receive() -> ReceiveMessage:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def discard(_message: Message) -> None:
-            return None
-
-        async def refresh() -> None:
-            try:
-                if await render(copy, _headers(copy)) is None:
-                    await app(copy, receive, discard)
-            finally:
-                del revalidating[variant]
-
-        revalidating[variant] = asyncio.get_running_loop().create_task(refresh())
+    fast = FastPath(app, settings, state, admission)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = _headers(scope)
+        headers = header_map(scope)
         method, path = cast("str", scope.get("method")), scope["path"]
         head = method == "HEAD"
         if head:
@@ -325,31 +186,25 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
                 finished(status, fast_path=False)
                 return
             receive = _replay(buffered, receive)
-        quick = fast(scope, headers)
+        quick = fast.cached(scope, headers)
         if quick is not None:
             status, answer, body = quick
             await _respond(send, status, {**answer, **extra}, body, head)
             finished(status, fast_path=True)
             return
-        rendered = await render(scope, headers)
+        rendered = await fast.rendered(scope, headers)
         if rendered is not None:
             status, answer, body = rendered
             await _respond(send, status, {**answer, **extra}, body, head)
             EDGE_RENDERS.labels(status).inc()
             finished(status, fast_path=False)
             return
-        opened = None if head else await stream_from(scope, headers)
+        opened = None if head else await fast.stream(scope, headers)
         if opened is not None:
-            pool, coverage_id, start = opened
             EDGE_STREAMS.inc()
             token = logs.request_id.set(request_id)
             try:
-                await streams.send_stream(
-                    send,
-                    receive,
-                    _merged(streams.RAW_HEADERS, dict(extra)),
-                    partial(streams.messages, versions, reads, pool, settings, coverage_id, start),
-                )
+                await streams.send_stream(send, receive, _merged(streams.RAW_HEADERS, dict(extra)), opened)
             finally:
                 logs.request_id.reset(token)
                 finished(200, fast_path=False)
@@ -398,18 +253,6 @@ def _malformed_query(query_string: bytes) -> str | None:
         if names.count(name) > 1:
             return f"query parameter {shown!r} is given more than once"
     return None
-
-
-def _plain_parameters(query_string: bytes) -> dict[bytes, bytes] | None:
-    """The query's parameters when none is escaped (or None): what the edge reads itself. Litestar reads the rest,
-    since an escaped name may spell one a handler reads. Repeated, nameless and empty ones were refused before."""
-    parameters: dict[bytes, bytes] = {}
-    for part in query_string.split(b"&") if query_string else ():
-        name, _, value = part.partition(b"=")
-        if not _PLAIN_NAME.fullmatch(name) or not _PLAIN_VALUE.fullmatch(value):
-            return None
-        parameters[name] = value
-    return parameters
 
 
 def _headers_only(send: Send, receive: Receive) -> tuple[Send, Receive]:

@@ -10,7 +10,7 @@ import brotli
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.api.edge import EDGE_RENDERS, FAST
+from service.api.fast_path import EDGE_RENDERS, FAST
 from service.api.metrics import SQL_STATEMENTS
 from service.app import create_app
 from service.config import Settings
