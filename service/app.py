@@ -16,13 +16,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from service import keys, logs
 from service.api.audit import AuditController
 from service.api.contract import Routes, close_request_objects
-from service.api.coverages import CoverageController
+from service.api.coverages import CoverageController, get_coverage, list_coverages
 from service.api.dependencies import DEPENDENCIES
 from service.api.edge import edge
 from service.api.health import health, ready
 from service.api.live import CoverageVersions, RenderedPages, SharedReads
 from service.api.metrics import MetricsController, count_statement
-from service.api.posts import PostController
+from service.api.posts import PostController, get_post, get_post_history
 from service.api.problems import internal_error, problem_plugin
 from service.api.quotas import WriteQuotas
 from service.api.readers import ReaderController
@@ -125,6 +125,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             await asyncio.gather(pool.close(), page_pool.close())
 
     app = Litestar(
+        # Controllers first: litestar 2 merges a handler into a path's route only when the route came before it,
+        # and the public reads share their paths with the newsroom's guarded controllers.
         route_handlers=[
             CoverageController,
             ReaderController,
@@ -132,6 +134,10 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             AuditController,
             TransparencyController,
             MetricsController,
+            list_coverages,
+            get_coverage,
+            get_post,
+            get_post_history,
             health,
             ready,
         ],

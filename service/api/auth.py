@@ -1,4 +1,4 @@
-"""Bearer tokens and roles: one guard for every write route, driven by the handler's `opt["roles"]`."""
+"""Bearer tokens and roles: one guard, set once on each controller that needs a token, driven by `opt["roles"]`."""
 
 from __future__ import annotations
 

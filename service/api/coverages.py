@@ -53,38 +53,21 @@ def _coverage_answer(request: Request[Any, Any, State], status: int) -> Any:
 
 
 class CoverageController(Controller):
+    """The newsroom's side of coverages: every route needs an editor's token (or an admin's). What anyone may
+    read is below it, as plain handlers: litestar 2 cannot give two controllers one path (each brings its own
+    OPTIONS handler; fixed in litestar 3), and the guard is this controller's alone."""
+
     path = "/v1/coverages"
     tags = ["coverages"]
-
-    @get("/", operation_id="listCoverages", responses=problems(), summary="List coverages, newest first")
-    async def list_coverages(
-        self,
-        request: Request[Any, Any, State],
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[Settings],
-        limit: Limit = 20,
-        before: Annotated[str | None, QueryParameter(max_length=300)] = None,
-    ) -> Response[CoverageList]:
-        after = decode_listing(before) if before else None
-        async with pool.acquire() as conn:
-            rows = await read_model.list_coverages(conn, limit + 1, after)
-        page = [coverage_view(row.state, row.latest_post_id, settings.poll_interval) for row in rows[:limit]]
-        last = rows[limit - 1].state if len(rows) > limit else None
-        next_token = encode_listing(last.started_at, last.id) if last else None
-        return conditional_json(
-            request,
-            CoverageList(coverages=page, next=next_token),
-            cache_control=public_cache_control(settings),
-        )
+    guards = [require_role]
+    security = [{"bearer": []}]
+    opt = EDITORS
 
     @post(
         "/",
         operation_id="openCoverage",
         responses=problems(401, 403, 413, 429, 409, 413, 422),
-        security=[{"bearer": []}],
         summary="Open a coverage (a live page)",
-        guards=[require_role],
-        opt=EDITORS,
         status_code=201,
     )
     async def open_coverage(
@@ -105,38 +88,11 @@ class CoverageController(Controller):
             respond=_coverage_answer(request, 201),
         )
 
-    @get(
-        "/{coverage_id:str}",
-        operation_id="getCoverage",
-        responses=problems(
-            404,
-        ),
-        summary="A coverage's current state",
-    )
-    async def get_coverage(
-        self,
-        request: Request[Any, Any, State],
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[Settings],
-        coverage_id: FromPath[str],
-    ) -> Response[CoverageView]:
-        async def render() -> tuple[int, object]:
-            async with pool.acquire() as conn:
-                row = await find_coverage(conn, coverage_id)
-            return row.state.version, coverage_view(row.state, row.latest_post_id, settings.poll_interval)
-
-        return await coverage_read(
-            request, coverage_id=coverage_id, render=render, cache_control=public_cache_control(settings)
-        )
-
     @patch(
         "/{coverage_id:str}",
         operation_id="updateCoverage",
         responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
-        security=[{"bearer": []}],
         summary="Change a coverage's title, summary, editors or time zone",
-        guards=[require_role],
-        opt=EDITORS,
     )
     async def update_coverage(
         self,
@@ -158,10 +114,7 @@ class CoverageController(Controller):
         "/{coverage_id:str}/end",
         operation_id="endCoverage",
         responses=problems(401, 403, 413, 429, 404, 409, 422),
-        security=[{"bearer": []}],
         summary="End a coverage; later writes are refused until it is reopened",
-        guards=[require_role],
-        opt=EDITORS,
         status_code=200,
     )
     async def end_coverage(
@@ -184,10 +137,7 @@ class CoverageController(Controller):
         "/{coverage_id:str}/reopen",
         operation_id="reopenCoverage",
         responses=problems(401, 403, 413, 429, 404, 409, 422),
-        security=[{"bearer": []}],
         summary="Reopen an ended coverage",
-        guards=[require_role],
-        opt=EDITORS,
         status_code=200,
     )
     async def reopen_coverage(
@@ -210,10 +160,7 @@ class CoverageController(Controller):
         "/{coverage_id:str}/pinned",
         operation_id="pinPost",
         responses=problems(401, 403, 413, 429, 404, 409, 413),
-        security=[{"bearer": []}],
         summary="Pin a post as latest (replaces any pinned post)",
-        guards=[require_role],
-        opt=EDITORS,
     )
     async def pin_post(
         self,
@@ -238,10 +185,7 @@ class CoverageController(Controller):
         "/{coverage_id:str}/pinned",
         operation_id="unpinPost",
         responses=problems(401, 403, 413, 429, 404, 409),
-        security=[{"bearer": []}],
         summary="Unpin the pinned post",
-        guards=[require_role],
-        opt=EDITORS,
         status_code=200,
     )
     async def unpin_post(
@@ -252,3 +196,55 @@ class CoverageController(Controller):
             return [Change(pinned, e) for e in commands.decide_unpin(coverage, coverage_id)]
 
         return await run(request, pool, coverage_id=coverage_id, decide=decide, respond=_coverage_answer(request, 200))
+
+
+@get(
+    "/v1/coverages",
+    tags=["coverages"],
+    operation_id="listCoverages",
+    responses=problems(),
+    summary="List coverages, newest first",
+)
+async def list_coverages(
+    request: Request[Any, Any, State],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
+    limit: Limit = 20,
+    before: Annotated[str | None, QueryParameter(max_length=300)] = None,
+) -> Response[CoverageList]:
+    after = decode_listing(before) if before else None
+    async with pool.acquire() as conn:
+        rows = await read_model.list_coverages(conn, limit + 1, after)
+    page = [coverage_view(row.state, row.latest_post_id, settings.poll_interval) for row in rows[:limit]]
+    last = rows[limit - 1].state if len(rows) > limit else None
+    next_token = encode_listing(last.started_at, last.id) if last else None
+    return conditional_json(
+        request,
+        CoverageList(coverages=page, next=next_token),
+        cache_control=public_cache_control(settings),
+    )
+
+
+@get(
+    "/v1/coverages/{coverage_id:str}",
+    tags=["coverages"],
+    operation_id="getCoverage",
+    responses=problems(
+        404,
+    ),
+    summary="A coverage's current state",
+)
+async def get_coverage(
+    request: Request[Any, Any, State],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
+    coverage_id: FromPath[str],
+) -> Response[CoverageView]:
+    async def render() -> tuple[int, object]:
+        async with pool.acquire() as conn:
+            row = await find_coverage(conn, coverage_id)
+        return row.state.version, coverage_view(row.state, row.latest_post_id, settings.poll_interval)
+
+    return await coverage_read(
+        request, coverage_id=coverage_id, render=render, cache_control=public_cache_control(settings)
+    )

@@ -130,17 +130,20 @@ async def _redaction_answer(_: Connection, __: CoverageState | None, post: PostS
 
 
 class PostController(Controller):
+    """The newsroom's side of posts: every route needs an editor's token (redaction an admin's). What anyone may
+    read is below it, as plain handlers (see `CoverageController`)."""
+
     path = "/v1/coverages/{coverage_id:str}/posts"
     tags = ["posts"]
+    guards = [require_role]
+    security = [{"bearer": []}]
+    opt = EDITORS
 
     @post(
         "/",
         operation_id="publishPost",
         responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
-        security=[{"bearer": []}],
         summary="Publish a post (honours Idempotency-Key)",
-        guards=[require_role],
-        opt=EDITORS,
         status_code=201,
     )
     async def publish_post(
@@ -163,46 +166,11 @@ class PostController(Controller):
             respond=_post_answer(201),
         )
 
-    @get(
-        "/{post_id:str}",
-        operation_id="getPost",
-        responses=problems(404, 410),
-        summary="One post's current state (410 once retracted)",
-    )
-    async def get_post(
-        self,
-        request: Request[Any, Any, State],
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[Settings],
-        coverage_id: FromPath[str],
-        post_id: FromPath[str],
-    ) -> Response[PostView]:
-        async def render() -> tuple[int, object]:
-            async with snapshot(pool) as conn:  # one snapshot: a retraction is never half seen
-                coverage = (await find_coverage(conn, coverage_id)).state
-                found = await find_post(conn, coverage_id, post_id)
-            if found.retracted:
-                stone = tombstone(found)
-                withdrawn = "redacted" if found.redacted else "retracted"
-                raise PostGone(f"post {post_id} was {withdrawn}: {stone.reason}", tombstone=stone)
-            return coverage.version, post_view(found, coverage.pinned_post_id)
-
-        return await coverage_read(
-            request,
-            coverage_id=coverage_id,
-            render=render,
-            cache_control=public_cache_control(settings),
-            etag_of=view_etag,
-        )
-
     @patch(
         "/{post_id:str}",
         operation_id="editPost",
         responses=problems(401, 403, 413, 429, 404, 409, 412, 413, 422),
-        security=[{"bearer": []}],
         summary="Edit a post in place (If-Match guards against lost updates)",
-        guards=[require_role],
-        opt=EDITORS,
     )
     async def edit_post(
         self,
@@ -232,10 +200,7 @@ class PostController(Controller):
         "/{post_id:str}/retract",
         operation_id="retractPost",
         responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
-        security=[{"bearer": []}],
         summary="Retract a post: it leaves the timeline, history keeps it",
-        guards=[require_role],
-        opt=EDITORS,
         status_code=200,
     )
     async def retract_post(
@@ -255,9 +220,7 @@ class PostController(Controller):
         "/{post_id:str}/redact",
         operation_id="redactPost",
         responses=problems(401, 403, 413, 429, 404, 409, 413, 422),
-        security=[{"bearer": []}],
         summary="Erase a post's content by law (admin): it leaves every event, read model, cache and export",
-        guards=[require_role],
         opt=ADMINS,
         status_code=200,
     )
@@ -274,45 +237,79 @@ class PostController(Controller):
             request, pool, coverage_id, post_id, data, idempotency_key, commands.decide_redact, _redaction_answer
         )
 
-    @get(
-        "/{post_id:str}/history",
-        operation_id="getPostHistory",
-        responses=problems(401, 404),
-        summary="Every event of a post with the post as it stood after it; more with an auditor or editor token",
+
+@get(
+    "/v1/coverages/{coverage_id:str}/posts/{post_id:str}",
+    tags=["posts"],
+    operation_id="getPost",
+    responses=problems(404, 410),
+    summary="One post's current state (410 once retracted)",
+)
+async def get_post(
+    request: Request[Any, Any, State],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
+    coverage_id: FromPath[str],
+    post_id: FromPath[str],
+) -> Response[PostView]:
+    async def render() -> tuple[int, object]:
+        async with snapshot(pool) as conn:  # one snapshot: a retraction is never half seen
+            coverage = (await find_coverage(conn, coverage_id)).state
+            found = await find_post(conn, coverage_id, post_id)
+        if found.retracted:
+            stone = tombstone(found)
+            withdrawn = "redacted" if found.redacted else "retracted"
+            raise PostGone(f"post {post_id} was {withdrawn}: {stone.reason}", tombstone=stone)
+        return coverage.version, post_view(found, coverage.pinned_post_id)
+
+    return await coverage_read(
+        request,
+        coverage_id=coverage_id,
+        render=render,
+        cache_control=public_cache_control(settings),
+        etag_of=view_etag,
     )
-    async def post_history(
-        self,
-        request: Request[Any, Any, State],
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[Settings],
-        coverage_id: FromPath[str],
-        post_id: FromPath[str],
-    ) -> Response[PostHistory]:
-        holder = await authenticate(request)
-        full = holder is not None and may(holder, ("auditor", "editor"))
 
-        async def render() -> tuple[int, object]:
-            async with snapshot(pool) as conn:  # the post and its events at one moment
-                coverage = (await find_coverage(conn, coverage_id)).state
-                final = await find_post(conn, coverage_id, post_id)
-                stream = await events.read_post_stream(conn, coverage_id, post_id)
-            entries = [
-                history_entry(event, state, post_id if pinned else None, full=full)
-                for event, state, pinned in post_history(coverage, stream)
-            ]
-            if final.retracted and not full:
-                entries = entries[-1:]
-            history = PostHistory(
-                coverage_id=coverage_id,
-                post_id=post_id,
-                tombstone=tombstone(final, full=full) if final.retracted else None,
-                entries=entries,
-            )
-            return coverage.version, history
 
-        if full:
-            _, history = await render()
-            return conditional_json(request, history, cache_control=PRIVATE)
-        return await coverage_read(
-            request, coverage_id=coverage_id, render=render, cache_control=public_cache_control(settings)
+@get(
+    "/v1/coverages/{coverage_id:str}/posts/{post_id:str}/history",
+    tags=["posts"],
+    operation_id="getPostHistory",
+    responses=problems(401, 404),
+    summary="Every event of a post with the post as it stood after it; more with an auditor or editor token",
+)
+async def get_post_history(
+    request: Request[Any, Any, State],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
+    coverage_id: FromPath[str],
+    post_id: FromPath[str],
+) -> Response[PostHistory]:
+    holder = await authenticate(request)
+    full = holder is not None and may(holder, ("auditor", "editor"))
+
+    async def render() -> tuple[int, object]:
+        async with snapshot(pool) as conn:  # the post and its events at one moment
+            coverage = (await find_coverage(conn, coverage_id)).state
+            final = await find_post(conn, coverage_id, post_id)
+            stream = await events.read_post_stream(conn, coverage_id, post_id)
+        entries = [
+            history_entry(event, state, post_id if pinned else None, full=full)
+            for event, state, pinned in post_history(coverage, stream)
+        ]
+        if final.retracted and not full:
+            entries = entries[-1:]
+        history = PostHistory(
+            coverage_id=coverage_id,
+            post_id=post_id,
+            tombstone=tombstone(final, full=full) if final.retracted else None,
+            entries=entries,
         )
+        return coverage.version, history
+
+    if full:
+        _, history = await render()
+        return conditional_json(request, history, cache_control=PRIVATE)
+    return await coverage_read(
+        request, coverage_id=coverage_id, render=render, cache_control=public_cache_control(settings)
+    )
