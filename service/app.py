@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import metadata
 
 from litestar import Litestar
@@ -79,23 +79,25 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             "lock_timeout": f"{int(settings.lock_timeout * 1000)}",
             "idle_in_transaction_session_timeout": f"{int(settings.idle_in_transaction_timeout * 1000)}",
         }
-        pool = await create_pool(
-            settings.database_url,
-            settings.pool_min_size,
-            settings.pool_max_size,
-            on_query=count_statement,
-            timeouts=timeouts,
-        )
-        # The edge's timeline renders (api/edge.py): one statement each, so no reset query on release.
-        page_pool = await create_pool(
-            settings.database_url,
-            1,
-            PAGE_POOL_SIZE,
-            count_statement,
-            {**timeouts, "application_name": PAGE_POOL_NAME},
-            single_statements=True,
-        )
-        try:
+        async with AsyncExitStack() as opened:  # each pool closes even when a later step fails
+            pool = await create_pool(
+                settings.database_url,
+                settings.pool_min_size,
+                settings.pool_max_size,
+                on_query=count_statement,
+                timeouts=timeouts,
+            )
+            opened.push_async_callback(pool.close)
+            # The fast path's timeline renders (api/fast_path.py): one statement each, so no reset query on release.
+            page_pool = await create_pool(
+                settings.database_url,
+                1,
+                PAGE_POOL_SIZE,
+                count_statement,
+                {**timeouts, "application_name": PAGE_POOL_NAME},
+                single_statements=True,
+            )
+            opened.push_async_callback(page_pool.close)
             async with pool.acquire() as conn:
                 if not await schema.is_at_head(conn):
                     raise NotMigrated("the database is not migrated to head: run `liveline migrate`")
@@ -121,8 +123,6 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             finally:
                 versions.close()  # long polls and streams end now, not when the server gives up on them
                 await listener.stop()
-        finally:
-            await asyncio.gather(pool.close(), page_pool.close())
 
     app = Litestar(
         # Controllers first: litestar 2 merges a handler into a path's route only when the route came before it,
@@ -168,6 +168,6 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         ),
     )
     close_request_objects(app.openapi_schema)
-    # In front of litestar's router: request ids, CORS, metrics, access log, and the fast path (api/edge.py).
+    # In front of litestar's router: request ids, CORS, metrics, access log, and the fast path (api/fast_path.py).
     app.asgi_handler = edge(app.asgi_handler, settings, app.state, Routes(app.openapi_schema))
     return app

@@ -2,7 +2,7 @@
 
 Writes beyond `LIVELINE_MAX_WRITES_IN_FLIGHT` would only queue on their coverage's lock and on the pool, holding
 connections the readers' renders need, and time out at the client anyway. While writes are being shed the
-process is overloaded, and the edge stops making readers wait for renders (`shedding`; see `api/edge.py`).
+process is overloaded, and the edge stops making readers wait for renders (`shedding`; see `api/fast_path.py`).
 
 A limit on the event loop's lag was tried beside this one and dropped: on the overload benchmark it changed
 neither the writes taken nor readers' latency, and in the test suite ordinary pauses (a first request, a long

@@ -163,7 +163,7 @@ async def answer_read(
     etag_of: Callable[[object], str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of a public read of one coverage, answered from memory whenever the version is
-    known. Litestar's handlers and the edge's render path (api/edge.py) both answer through it.
+    known. Litestar's handlers and the fast path's renders (api/fast_path.py) both answer through it.
 
     With `etag_of` the ETag comes from the content (posts: their revision) and a 304 needs a cached
     rendering; otherwise it derives from the version and needs nothing at all. The content may depend on

@@ -1,7 +1,8 @@
 """What front-ends read, as litestar routes: the timeline (JSON or JSON-LD; api/timeline.py), changes by cursor
 (poll and long poll; api/changes.py) and the Server-Sent Events stream (api/streams.py). None of them holds a
-database connection while it waits. The edge (api/edge.py) answers the common timeline pages and streams itself,
-through the same functions; these handlers answer everything else and define the OpenAPI document."""
+database connection while it waits. The fast path (api/fast_path.py) answers the common timeline pages and
+streams itself, through the same functions; these handlers answer everything else and define the OpenAPI
+document."""
 
 from __future__ import annotations
 

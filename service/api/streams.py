@@ -1,10 +1,10 @@
 """The Server-Sent Events stream of a coverage: post, removed, pinned and coverage events, `id:` a cursor.
 
 After a change every stream of a coverage asks for the same thing at once; one read and one encoding serve
-them all (`StreamBatch`, shared through `SharedReads`). Litestar's handler (api/readers.py) and the edge
-(api/edge.py) open streams through `opening` and send `messages`; the edge serves a stream itself, as raw
-ASGI, because litestar's streaming response holds a request, a task group and two tasks per open stream, and
-an audience holds tens of thousands of them.
+them all (`StreamBatch`, shared through `SharedReads`). Litestar's handler (api/readers.py) and the fast path
+(api/fast_path.py) open streams through `opening` and send `messages`; the edge sends the fast path's itself, as
+raw ASGI (`send_stream`), because litestar's streaming response holds a request, a task group and two tasks
+per open stream, and an audience holds tens of thousands of them.
 """
 
 from __future__ import annotations

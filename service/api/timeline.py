@@ -1,7 +1,7 @@
 """The reader timeline, a page at a time: which posts a page shows, read live from the reader tables or replayed
 for an auditor's `as_of`, and what the page says (JSON or JSON-LD).
 
-Litestar's handler (api/readers.py) and the edge's render path (api/edge.py) both render through `live_page`,
+Litestar's handler (api/readers.py) and the fast path (api/fast_path.py) both render through `live_page`,
 so a page sends the same bytes whichever path rendered it.
 """
 
