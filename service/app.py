@@ -36,8 +36,8 @@ from service.store.pool import create_pool
 VERSION = metadata.version("liveline")
 """From the installed package (pyproject.toml), so the document and the package never disagree."""
 PAGE_POOL_SIZE = 4
-"""Connections for the edge's timeline renders, beside the main pool: each is lent for one statement at a time,
-so a few keep PostgreSQL busy."""
+"""Connections for the edge's timeline renders and every request's token lookup, beside the main pool: each is
+lent for one statement at a time, so a few keep PostgreSQL busy."""
 PAGE_POOL_NAME = "liveline pages"
 """Their application_name, as pg_stat_activity shows it."""
 
@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 timeouts=timeouts,
             )
             opened.push_async_callback(pool.close)
-            # The fast path's timeline renders (api/fast_path.py): one statement each, so no reset query on release.
+            # The fast path's timeline renders (api/fast_path.py) and token lookups (api/auth.py): one statement
+            # each, so no reset query on release.
             page_pool = await create_pool(
                 settings.database_url,
                 1,

@@ -71,14 +71,15 @@ async def execute(
                         idempotency_key=idempotency_key.key,
                     )
                 return Answer(earlier.status, earlier.body, earlier.headers), None
-        await locks.join_writers(conn)
-        await events.lock_stream(conn, coverage_id)
-        coverage = await read_model.load_coverage(conn, coverage_id)
-        post = await read_model.load_post(conn, post_id) if post_id else None
+        # Round trips are what a write costs the process most (asyncpg and the event loop per statement): the locks
+        # are one statement, and what the write decides on another.
+        await locks.enter_coverage(conn, coverage_id)
+        coverage, post, head = await read_model.load_for_write(conn, coverage_id, post_id)
         for change in decide(coverage, post):
             if change.post_id is not None and (post is None or post.id != change.post_id):
                 post = await read_model.load_post(conn, change.post_id)
-            recorded = await events.append(conn, coverage_id, change.post_id, change.data, metadata)
+            recorded = await events.append(conn, coverage_id, change.post_id, change.data, metadata, head)
+            head = events.head_after(recorded)
             coverage, post = await read_model.project(conn, coverage, post, recorded)
         answer = await respond(conn, coverage, post)
         if idempotency_key is not None:

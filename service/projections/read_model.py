@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Literal
@@ -11,6 +12,7 @@ import msgspec
 
 from service.domain.events import RecordedEvent
 from service.domain.state import CoverageState, PostState, evolve
+from service.store.events import HEAD_COLUMNS, HEAD_JOIN, Head, head_of
 from service.store.pool import Connection
 
 Order = Literal["newest", "oldest"]
@@ -41,6 +43,16 @@ SET changed_version = EXCLUDED.changed_version, key_event = EXCLUDED.key_event, 
     state = EXCLUDED.state
 """
 
+# A coverage's upsert and, with it, its post's: one round trip ($1-$4 the coverage, $5-$11 the post).
+_UPSERT_BOTH = f"WITH coverage AS ({_UPSERT_COVERAGE})" + re.sub(r"\$(\d)", lambda m: f"${int(m[1]) + 4}", _UPSERT_POST)
+# What a write decides on, read once its locks are held: the coverage, the post ($2, may be NULL) and the head of
+# the coverage's stream.
+_FOR_WRITE = f"""
+SELECT (SELECT state FROM coverages WHERE id = $1) AS coverage, (SELECT state FROM posts WHERE id = $2) AS post,
+       {HEAD_COLUMNS}
+FROM (SELECT 1) AS always {HEAD_JOIN}
+"""  # noqa: S608 (constant fragments)
+
 
 def coverage_row(c: CoverageState) -> tuple[object, ...]:
     return (c.id, c.version, c.started_at, c)
@@ -60,6 +72,18 @@ async def load_post(conn: Connection, post_id: str, tables: Tables = LIVE) -> Po
     return None if state is None else msgspec.convert(state, PostState)
 
 
+async def load_for_write(
+    conn: Connection, coverage_id: str, post_id: str | None
+) -> tuple[CoverageState | None, PostState | None, Head]:
+    """The coverage, the post `post_id` names and the head of the coverage's stream, in one round trip; the caller
+    holds the coverage's lock (`locks.enter_coverage`)."""
+    row = await conn.fetchrow(_FOR_WRITE, coverage_id, post_id)
+    assert row is not None
+    coverage = None if row["coverage"] is None else msgspec.convert(row["coverage"], CoverageState)
+    post = None if row["post"] is None else msgspec.convert(row["post"], PostState)
+    return coverage, post, head_of(row)
+
+
 async def project(
     conn: Connection,
     coverage: CoverageState | None,
@@ -69,9 +93,11 @@ async def project(
 ) -> tuple[CoverageState, PostState | None]:
     """Fold one appended event into the reader tables, in the append's transaction."""
     coverage, post = evolve(coverage, post, event)
-    await conn.execute(_UPSERT_COVERAGE.format(coverages=tables.coverages), *coverage_row(coverage))
-    if post is not None:
-        await conn.execute(_UPSERT_POST.format(posts=tables.posts), *post_row(post))
+    if post is None:
+        await conn.execute(_UPSERT_COVERAGE.format(coverages=tables.coverages), *coverage_row(coverage))
+    else:
+        upsert = _UPSERT_BOTH.format(coverages=tables.coverages, posts=tables.posts)
+        await conn.execute(upsert, *coverage_row(coverage), *post_row(post))
     return coverage, post
 
 

@@ -42,20 +42,26 @@ _GONE = (
 
 # The head of a coverage's stream, and the time its next event is recorded at: the database's clock, read after the
 # coverage lock is held, and never before the head's (so `recorded_at` grows with `version` whatever the writers'
-# clocks, and `as_of=<time>` never takes in an event stamped after the time asked).
-_HEAD = """
-SELECT head.version, head.hash, greatest(clock_timestamp(), head.recorded_at) AS now
-FROM (SELECT 1) AS always
+# clocks, and `as_of=<time>` never takes in an event stamped after the time asked). The coverage is $1; a write
+# reads it in the statement that reads its coverage and post (`read_model.load_for_write`).
+HEAD_COLUMNS = (
+    "head.version AS head_version, head.hash AS head_hash, greatest(clock_timestamp(), head.recorded_at) AS head_now"
+)
+HEAD_JOIN = """
 LEFT JOIN LATERAL (
     SELECT version, hash, recorded_at FROM events WHERE coverage_id = $1 ORDER BY version DESC LIMIT 1
 ) AS head ON true
 """
+_HEAD = f"SELECT {HEAD_COLUMNS} FROM (SELECT 1) AS always {HEAD_JOIN}"  # noqa: S608 (constant fragments)
 _INSERT = """
 INSERT INTO events (coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at,
                     prev_hash, hash, salt, commitment)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING position
 """
+# The notification carries only where to look, never the payload; it is sent on commit. With the insert it is one
+# round trip (pg_notify is volatile: it runs once for the one row the insert returns).
+_INSERT_NOTIFIED = f"WITH appended AS ({_INSERT}) SELECT position, pg_notify($13, $14) FROM appended"  # noqa: S608
 _NOTIFY = "SELECT pg_notify($1, $2)"
 _COLUMNS = (
     "position, coverage_id, version, post_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash, "
@@ -74,6 +80,32 @@ FROM events WHERE post_id = $1 AND coverage_id = $2 ORDER BY version
 """  # noqa: S608 (constant column list)
 
 
+class Head(msgspec.Struct, frozen=True):
+    """Where a coverage's stream ends (version 0 and `GENESIS` when it is empty), and the time its next event is
+    recorded at."""
+
+    version: int
+    hash: str
+    now: datetime
+
+
+def head_of(row: asyncpg.Record) -> Head:
+    """The head from a row with `HEAD_COLUMNS`."""
+    version = row["head_version"]
+    return Head(0, GENESIS, row["head_now"]) if version is None else Head(version, row["head_hash"], row["head_now"])
+
+
+def head_after(event: RecordedEvent) -> Head:
+    """The head once `event` is appended: the next event of the same write is recorded at the same moment."""
+    return Head(event.version, event.hash, event.recorded_at)
+
+
+async def read_head(conn: Connection, coverage_id: str) -> Head:
+    row = await conn.fetchrow(_HEAD, coverage_id)
+    assert row is not None
+    return head_of(row)
+
+
 async def lock_stream(conn: Connection, coverage_id: str) -> None:
     """Serialise appends to one coverage until the surrounding transaction ends (`locks.COVERAGE_STREAM`)."""
     await locks.coverage_stream(conn, coverage_id)
@@ -85,10 +117,12 @@ async def append(
     post_id: str | None,
     data: EventData,
     metadata: Metadata,
+    head: Head | None = None,
 ) -> RecordedEvent:
-    """Append one event to a coverage's stream; the caller holds the stream lock in a transaction."""
+    """Append one event to a coverage's stream; the caller holds the stream lock in a transaction, and passes the
+    stream's `head` when it has read it since taking the lock."""
     return await append_payload(
-        conn, coverage_id, post_id, event_type(data), data.schema_version, payload(data), metadata
+        conn, coverage_id, post_id, event_type(data), data.schema_version, payload(data), metadata, head
     )
 
 
@@ -100,14 +134,15 @@ async def append_payload(
     schema_version: int,
     stored_data: dict[str, Any],
     metadata: Metadata,
+    head: Head | None = None,
 ) -> RecordedEvent:
     """Append a payload as given, in whatever schema version it is written (`append` writes today's)."""
-    head = await conn.fetchrow(_HEAD, coverage_id)
-    assert head is not None
-    version = 1 if head["version"] is None else head["version"] + 1
-    prev_hash = GENESIS if head["hash"] is None else head["hash"]
+    if head is None:
+        head = await read_head(conn, coverage_id)
+    version = head.version + 1
+    prev_hash = head.hash
     stored_metadata = msgspec.to_builtins(metadata)
-    recorded_at: datetime = head["now"]
+    recorded_at = head.now
     salt = new_salt()
     commitment = commit(salt, stored_data)
     hash_ = link(
@@ -124,8 +159,7 @@ async def append_payload(
             commitment=commitment,
         ),
     )
-    position = await conn.fetchval(
-        _INSERT,
+    row = (
         coverage_id,
         version,
         post_id,
@@ -139,12 +173,16 @@ async def append_payload(
         salt,
         commitment,
     )
+    notice = f"{coverage_id}:{version}"
     if type_ == "post.redacted":
+        # Every process forgets what it rendered of the coverage before it hears of the new version.
+        position = await conn.fetchval(_INSERT, *row)
         marker = erased_payload(version, stored_data["reason"], recorded_at)
         await conn.execute(_ERASE, coverage_id, post_id, version, marker, _GONE)
         await conn.execute(_NOTIFY, NOTIFY_CHANNEL, f"{ERASED}{coverage_id}")
-    # The notification carries only where to look, never the payload; it is sent on commit.
-    await conn.execute(_NOTIFY, NOTIFY_CHANNEL, f"{coverage_id}:{version}")
+        await conn.execute(_NOTIFY, NOTIFY_CHANNEL, notice)
+    else:
+        position = await conn.fetchval(_INSERT_NOTIFIED, *row, NOTIFY_CHANNEL, notice)
     return RecordedEvent(
         position=position,
         coverage_id=coverage_id,

@@ -28,9 +28,15 @@ async def idempotency_key(conn: Connection, actor: str, key: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", IDEMPOTENCY_KEY, f"{actor}\n{key}")
 
 
-async def join_writers(conn: Connection) -> None:
-    """Every write takes this shared lock first, so a rebuild can hold all writes off at once."""
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1, 0)", READ_MODEL)
+async def enter_coverage(conn: Connection, coverage_id: str) -> None:
+    """What every write takes first: `READ_MODEL` shared (so a rebuild can hold all writes off at once), then its
+    coverage's `COVERAGE_STREAM`; in that order, in one round trip (a target list is evaluated in order)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, 0), pg_advisory_xact_lock($2, hashtext($3))",
+        READ_MODEL,
+        COVERAGE_STREAM,
+        coverage_id,
+    )
 
 
 async def hold_writers(conn: Connection) -> None:
