@@ -31,6 +31,7 @@ ENVIRONMENT = {
     "idle_in_transaction_timeout": "LIVELINE_IDLE_IN_TRANSACTION_TIMEOUT",
     "pool_acquire_timeout": "LIVELINE_POOL_ACQUIRE_TIMEOUT",
     "max_writes_in_flight": "LIVELINE_MAX_WRITES_IN_FLIGHT",
+    "overload_writes_per_second": "LIVELINE_OVERLOAD_WRITES_PER_SECOND",
     "signing_key": "LIVELINE_SIGNING_KEY",
     "log_name": "LIVELINE_LOG_NAME",
 }
@@ -76,6 +77,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Writes a process works on at once; more are answered 503 with Retry-After at once (load shedding). Keep
     it below `pool_max_size`: writes to one coverage queue on its lock anyway, and a reader's render must always
     find a connection."""
+    overload_writes_per_second: float = 100.0
+    """While overloaded (writes were refused in the last second), the writes a process starts a second; the rest
+    are refused like those beyond `max_writes_in_flight`. Writes cost the event loop readers share: this keeps
+    readers' latency while a flood lasts, at the flood's expense (0: no limit)."""
     signing_key: str | None = None
     """The transparency log's Ed25519 signer key (`PRIVATE+KEY+<name>+<id>+<key>`, Go's sumdb/note form); unset,
     the key in `<data_dir>/log-signing-key` is used, made on first start."""

@@ -4,6 +4,12 @@ Writes beyond `LIVELINE_MAX_WRITES_IN_FLIGHT` would only queue on their coverage
 connections the readers' renders need, and time out at the client anyway. While writes are being shed the
 process is overloaded, and the edge stops making readers wait for renders (`shedding`; see `api/fast_path.py`).
 
+While overloaded, a process also starts at most `LIVELINE_OVERLOAD_WRITES_PER_SECOND` writes a second. A write
+costs the one event loop about 1.5 ms of Python (litestar, asyncpg, sanitising); taken as fast as the database
+allows, writes leave readers queueing behind them (readers' p99 at 3-4x idle on `bench/overload.py`). The
+limit is a token bucket (a tenth of a second's writes may start at once) that only applies while refusals are
+recent, so a desk writing at its own pace, or a burst below the in-flight limit, never meets it.
+
 A limit on the event loop's lag was tried beside this one and dropped: on the overload benchmark it changed
 neither the writes taken nor readers' latency, and in the test suite ordinary pauses (a first request, a long
 page) tripped it, refusing a quiet desk's write.
@@ -18,10 +24,14 @@ OVERLOAD_MEMORY = 1.0
 
 
 class Admission:
-    def __init__(self, max_in_flight: int) -> None:
+    def __init__(self, max_in_flight: int, overload_rate: float = 0.0) -> None:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._last_refusal = float("-inf")
+        self._rate = overload_rate
+        self._burst = max(overload_rate / 10, 1.0)
+        self._budget = self._burst
+        self._refilled = time.monotonic()
 
     @property
     def shedding(self) -> bool:
@@ -30,7 +40,21 @@ class Admission:
 
     def refuses(self) -> bool:
         """Whether a write may not start now (and, if so, note the overload)."""
-        if self.in_flight < self.max_in_flight:
+        now = time.monotonic()
+        if self.in_flight < self.max_in_flight and self._within_rate(now):
             return False
-        self._last_refusal = time.monotonic()
+        self._last_refusal = now
+        return True
+
+    def _within_rate(self, now: float) -> bool:
+        """Whether the overload rate lets one more write start now (and, if so, count it)."""
+        if not self._rate:
+            return True
+        self._budget = min(self._burst, self._budget + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if now - self._last_refusal >= OVERLOAD_MEMORY:
+            return True  # not overloaded: writes start as they come
+        if self._budget < 1:
+            return False
+        self._budget -= 1
         return True

@@ -107,7 +107,7 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
     allowed = frozenset(settings.cors_origins)
     reader_error_cache = f"public, max-age={settings.cache_max_age}"
     ids = RequestIds()
-    admission = Admission(settings.max_writes_in_flight)
+    admission = Admission(settings.max_writes_in_flight, settings.overload_writes_per_second)
     fast = FastPath(app, settings, state, admission)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
