@@ -77,10 +77,11 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Writes a process works on at once; more are answered 503 with Retry-After at once (load shedding). Keep
     it below `pool_max_size`: writes to one coverage queue on its lock anyway, and a reader's render must always
     find a connection."""
-    overload_writes_per_second: float = 100.0
+    overload_writes_per_second: float = 10.0
     """While overloaded (writes were refused in the last second), the writes a process starts a second; the rest
-    are refused like those beyond `max_writes_in_flight`. Writes cost the event loop readers share: this keeps
-    readers' latency while a flood lasts, at the flood's expense (0: no limit)."""
+    are refused like those beyond `max_writes_in_flight`. Writes taken hold up the readers who share the event
+    loop: this keeps readers' latency while a flood lasts, at the writers' expense (0: no limit). Ten is one
+    token's default write quota a second; the README's Performance section has the curve behind it."""
     signing_key: str | None = None
     """The transparency log's Ed25519 signer key (`PRIVATE+KEY+<name>+<id>+<key>`, Go's sumdb/note form); unset,
     the key in `<data_dir>/log-signing-key` is used, made on first start."""

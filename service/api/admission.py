@@ -4,15 +4,12 @@ Writes beyond `LIVELINE_MAX_WRITES_IN_FLIGHT` would only queue on their coverage
 connections the readers' renders need, and time out at the client anyway. While writes are being shed the
 process is overloaded, and the edge stops making readers wait for renders (`shedding`; see `api/fast_path.py`).
 
-While overloaded, a process also starts at most `LIVELINE_OVERLOAD_WRITES_PER_SECOND` writes a second. A write
-costs the one event loop about 1.5 ms of Python (litestar, asyncpg, sanitising); taken as fast as the database
-allows, writes leave readers queueing behind them (readers' p99 at 3-4x idle on `bench/overload.py`). The
-limit is a token bucket (a tenth of a second's writes may start at once) that only applies while refusals are
-recent, so a desk writing at its own pace, or a burst below the in-flight limit, never meets it.
-
-A limit on the event loop's lag was tried beside this one and dropped: on the overload benchmark it changed
-neither the writes taken nor readers' latency, and in the test suite ordinary pauses (a first request, a long
-page) tripped it, refusing a quiet desk's write.
+While overloaded, a process also starts at most `LIVELINE_OVERLOAD_WRITES_PER_SECOND` (10) writes a second. A
+write costs the one event loop about 1.5 ms of Python (litestar, asyncpg, sanitising), and the writes taken held
+readers up far beyond that share: on `bench/overload.py` readers' p99 was 1.05-1.4x idle with 1-5 writes a second
+taken, 1.7-1.9x with 10, 2.0-3.4x with 25-100. The limit is a token bucket (a tenth of a second's writes, at
+least one, may start at once) that only applies while refusals are recent, so a desk writing at its own pace, or
+a burst below the in-flight limit, never meets it.
 """
 
 from __future__ import annotations
