@@ -7,7 +7,7 @@ process is overloaded, and the edge stops making readers wait for renders (`shed
 While overloaded, a process also starts at most `LIVELINE_OVERLOAD_WRITES_PER_SECOND` (10) writes a second. A
 write costs the one event loop about 1.5 ms of Python (litestar, asyncpg, sanitising), and the writes taken held
 readers up far beyond that share: on `bench/overload.py` readers' p99 was 1.05-1.4x idle with 1-5 writes a second
-taken, 1.7-1.9x with 10, 2.0-3.4x with 25-100. The limit is a token bucket (a tenth of a second's writes, at
+taken, 1.5-2.1x with 10, 2.0-3.4x with 25-100. The limit is a token bucket (a tenth of a second's writes, at
 least one, may start at once) that only applies while refusals are recent, so a desk writing at its own pace, or
 a burst below the in-flight limit, never meets it.
 """
