@@ -188,6 +188,20 @@ async def test_the_document_closes_every_request_object_the_server_closes(api: A
     assert_problem(refused, 400)
 
 
+async def test_the_document_states_the_limits_of_list_items_the_server_enforces(api: Api) -> None:
+    schemas = (await api.client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    editors = schemas["OpenCoverage"]["properties"]["editors"]["items"]
+    assert (editors["minLength"], editors["maxLength"]) == (1, 200)
+    assert schemas["UpdateCoverage"]["properties"]["editors"]["oneOf"][0]["items"] == editors
+    assert schemas["ListBlock"]["properties"]["items"]["items"]["minLength"] == 1
+    for name in ("", "x" * 201):  # what the document now refuses, the server refuses, and keeps nothing
+        refused = await api.client.post(
+            "/v1/coverages", json={"id": "limits", "title": "L", "editors": [name]}, headers=api.auth()
+        )
+        assert_problem(refused, 400)
+    assert (await api.client.get("/v1/coverages/limits")).status_code == 404
+
+
 async def test_a_query_that_is_not_one_value_per_named_parameter_is_a_400(api: Api, auditor_token: str) -> None:
     await api.open()
     for query in ("limit=5&limit=6", "=5", "limit=", "limit=5&&order=newest&limit=2"):
