@@ -81,6 +81,8 @@ class AuditController(Controller):
                         cursor=after,
                     )
         if NDJSON in request.headers.get("accept", ""):
+            # The annotation stays `Response[FeedPage]`: litestar documents the JSON page from it, and a union with
+            # `Stream` would drop the page's schema from the document (the NDJSON form is described in prose).
             return Stream(  # type: ignore[return-value]
                 _ndjson(pool, start, coverage_id, type),
                 media_type=NDJSON,

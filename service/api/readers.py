@@ -130,10 +130,10 @@ class ReaderController(Controller):
         last_event_id: Annotated[
             str | None, HeaderParameter(name="Last-Event-ID", required=False, description="resume after this id")
         ] = None,
-    ) -> ServerSentEvent:
+    ) -> ServerSentEvent | Response[bytes]:
         start = await streams.opening(pool, coverage_id, last_event_id or since)
         if start is None:
-            return Response(b"", status_code=204)  # type: ignore[return-value]
+            return Response(b"", status_code=204)
         state = request.app.state
         return ServerSentEvent(
             streams.messages(state.versions, state.reads, pool, settings, coverage_id, start),
