@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 import asyncpg
@@ -20,6 +22,7 @@ from service.config import Settings
 from service.domain import commands
 from service.domain.commands import OpenCoverage, PinPost, UpdateCoverage
 from service.domain.errors import CoverageNotFound
+from service.domain.events import EventData
 from service.domain.ids import is_coverage_id
 from service.domain.state import CoverageState, PostState
 from service.projections import read_model
@@ -50,6 +53,27 @@ def _coverage_answer(request: Request[Any, Any, State], status: int) -> Any:
         return Answer(status, encode(coverage_view(row.state, row.latest_post_id, poll_interval)), headers)
 
     return respond
+
+
+async def _coverage_change(
+    request: Request[Any, Any, State],
+    pool: asyncpg.Pool,
+    coverage_id: str,
+    decide: Callable[[CoverageState | None], EventData],
+    *,
+    data: object = None,
+    idempotency_key: str | None = None,
+) -> Response[CoverageView]:
+    """One coverage-wide event (update, end, reopen), answered with the coverage."""
+    return await run(
+        request,
+        pool,
+        coverage_id=coverage_id,
+        data=data,
+        idempotency_key=idempotency_key,
+        decide=lambda coverage, _: [Change(None, decide(coverage))],
+        respond=_coverage_answer(request, 200),
+    )
 
 
 class CoverageController(Controller):
@@ -101,14 +125,8 @@ class CoverageController(Controller):
         coverage_id: FromPath[str],
         data: JSONBody[UpdateCoverage],
     ) -> Response[CoverageView]:
-        return await run(
-            request,
-            pool,
-            coverage_id=coverage_id,
-            data=data,
-            decide=lambda coverage, _: [Change(None, commands.decide_update(coverage, coverage_id, data))],
-            respond=_coverage_answer(request, 200),
-        )
+        decide = partial(commands.decide_update, coverage_id=coverage_id, request=data)
+        return await _coverage_change(request, pool, coverage_id, decide, data=data)
 
     @post(
         "/{coverage_id:str}/end",
@@ -124,14 +142,8 @@ class CoverageController(Controller):
         coverage_id: FromPath[str],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
-        return await run(
-            request,
-            pool,
-            coverage_id=coverage_id,
-            idempotency_key=idempotency_key,
-            decide=lambda coverage, _: [Change(None, commands.decide_end(coverage, coverage_id))],
-            respond=_coverage_answer(request, 200),
-        )
+        decide = partial(commands.decide_end, coverage_id=coverage_id)
+        return await _coverage_change(request, pool, coverage_id, decide, idempotency_key=idempotency_key)
 
     @post(
         "/{coverage_id:str}/reopen",
@@ -147,14 +159,8 @@ class CoverageController(Controller):
         coverage_id: FromPath[str],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CoverageView]:
-        return await run(
-            request,
-            pool,
-            coverage_id=coverage_id,
-            idempotency_key=idempotency_key,
-            decide=lambda coverage, _: [Change(None, commands.decide_reopen(coverage, coverage_id))],
-            respond=_coverage_answer(request, 200),
-        )
+        decide = partial(commands.decide_reopen, coverage_id=coverage_id)
+        return await _coverage_change(request, pool, coverage_id, decide, idempotency_key=idempotency_key)
 
     @put(
         "/{coverage_id:str}/pinned",
