@@ -33,7 +33,10 @@ class Admission:
     @property
     def shedding(self) -> bool:
         """Whether writes were refused lately: the process is overloaded."""
-        return time.monotonic() - self._last_refusal < OVERLOAD_MEMORY
+        return self._overloaded(time.monotonic())
+
+    def _overloaded(self, now: float) -> bool:
+        return now - self._last_refusal < OVERLOAD_MEMORY
 
     def refuses(self) -> bool:
         """Whether a write may not start now (and, if so, note the overload)."""
@@ -49,8 +52,8 @@ class Admission:
             return True
         self._budget = min(self._burst, self._budget + (now - self._refilled) * self._rate)
         self._refilled = now
-        if now - self._last_refusal >= OVERLOAD_MEMORY:
-            return True  # not overloaded: writes start as they come
+        if not self._overloaded(now):
+            return True  # writes start as they come
         if self._budget < 1:
             return False
         self._budget -= 1

@@ -44,7 +44,8 @@ SET changed_version = EXCLUDED.changed_version, key_event = EXCLUDED.key_event, 
 """
 
 # A coverage's upsert and, with it, its post's: one round trip ($1-$4 the coverage, $5-$11 the post).
-_UPSERT_BOTH = f"WITH coverage AS ({_UPSERT_COVERAGE})" + re.sub(r"\$(\d)", lambda m: f"${int(m[1]) + 4}", _UPSERT_POST)
+_POST_AFTER_COVERAGE = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + 4}", _UPSERT_POST)
+_UPSERT_BOTH = f"WITH coverage AS ({_UPSERT_COVERAGE}){_POST_AFTER_COVERAGE}"
 # What a write decides on, read once its locks are held: the coverage, the post ($2, may be NULL) and the head of
 # the coverage's stream.
 _FOR_WRITE = f"""
