@@ -15,7 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service import keys, logs
 from service.api.audit import AuditController
-from service.api.contract import Routes, close_request_objects
+from service.api.contract import Routes, state_exactly
 from service.api.coverages import CoverageController, get_coverage, list_coverages
 from service.api.dependencies import DEPENDENCIES
 from service.api.edge import edge
@@ -26,6 +26,7 @@ from service.api.posts import PostController, get_post, get_post_history
 from service.api.problems import internal_error, problem_plugin
 from service.api.quotas import WriteQuotas
 from service.api.readers import ReaderController
+from service.api.request_bodies import strict_body
 from service.api.transparency import Logs, TransparencyController
 from service.config import Settings
 from service.projections import read_model
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
         dependencies=DEPENDENCIES,
         plugins=[problem_plugin()],
         exception_handlers={Exception: internal_error},
+        before_request=strict_body,
         lifespan=[database],
         state=State(
             {
@@ -168,7 +170,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             ),
         ),
     )
-    close_request_objects(app.openapi_schema)
+    state_exactly(app.openapi_schema)
     # In front of litestar's router: request ids, CORS, metrics, access log, and the fast path (api/fast_path.py).
     app.asgi_handler = edge(app.asgi_handler, settings, app.state, Routes(app.openapi_schema))
     return app

@@ -17,7 +17,7 @@ from msgspec import Struct
 from service.api.auth import require_role
 from service.api.caching import PRIVATE, conditional_json
 from service.api.coverages import find_coverage
-from service.api.cursors import decode_feed, encode_feed
+from service.api.cursors import OPAQUE, decode_feed, encode_feed
 from service.api.problems import problems
 from service.audit import VerifyReport, verify
 from service.domain.chain import LoggedEvent
@@ -54,7 +54,7 @@ class AuditController(Controller):
     @get(
         "/events",
         operation_id="readEventFeed",
-        responses=problems(401, 403),
+        responses=problems(401, 403, 422),
         security=[{"bearer": []}],
         summary="The whole event log in commit-visible order (NDJSON stream with Accept: application/x-ndjson)",
     )
@@ -62,7 +62,9 @@ class AuditController(Controller):
         self,
         request: Request[Any, Any, State],
         pool: NamedDependency[asyncpg.Pool],
-        after: Annotated[str | None, QueryParameter(max_length=200, description="`next` of a previous page")] = None,
+        after: Annotated[
+            str | None, QueryParameter(max_length=200, pattern=OPAQUE, description="`next` of a previous page")
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         coverage_id: Annotated[str | None, QueryParameter(max_length=80)] = None,
         type: Annotated[str | None, QueryParameter(max_length=40, description="an event type")] = None,

@@ -1,6 +1,11 @@
 """What the OpenAPI document states beyond what litestar derives from the handlers, so that it says exactly what
-the server enforces: request objects that refuse unknown fields are closed (`additionalProperties: false`), and
-the strings in their lists carry their length limits.
+the server enforces: request objects that refuse unknown fields are closed (`additionalProperties: false`), the
+strings in their lists carry their length limits, and an optional query or header parameter is documented without
+the `null` its Python default stands for (absent is the only null a query or header can say; a generator that
+took the `null` literally sends an empty value or the text `null`, which the server refuses), and a string query
+parameter is at least one character long (the edge refuses empty values). It also adds the OpenAPI links that let
+a generic client (or schemathesis's stateful phase) chain the newsroom's work: open a coverage, publish, edit,
+pin, retract, and follow a timeline's cursor to its changes.
 
 litestar builds component schemas from the msgspec Structs but carries neither `forbid_unknown_fields` nor the
 `Meta` of a list's items over (`editors: list[Name]` came out as a list of any strings); this walks the
@@ -11,10 +16,12 @@ limits msgspec's own schema of the Struct states.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import Any
 
 import msgspec
-from litestar.openapi.spec import OpenAPI, Schema
+from litestar.enums import ParamType
+from litestar.openapi.spec import Link, OpenAPI, OpenAPIType, Parameter, Reference, Schema
 from msgspec import Struct
 
 from service.domain import blocks, commands, events
@@ -29,12 +36,108 @@ def _closed_structs() -> dict[str, type[Struct]]:
     return found
 
 
-def close_request_objects(document: OpenAPI) -> None:
+def state_exactly(document: OpenAPI) -> None:
+    """Complete the document litestar generated (once, when the app is made)."""
     closed = _closed_structs()
     for name, component in (document.components.schemas or {}).items() if document.components else ():
         if name in closed:
             component.additional_properties = False
             _limit_list_items(component, closed[name])
+            _list_time_zones(component)
+    for item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            for parameter in operation.parameters or ():
+                if isinstance(parameter, Parameter) and parameter.param_in != ParamType.PATH:
+                    _state_parameter(parameter)
+            for status, links in LINKS.get(operation.operation_id or "", {}).items():
+                answer = (operation.responses or {})[status]
+                assert not isinstance(answer, Reference)
+                answer.links = {name: link for name, link in links.items()}
+
+
+_IN_PATH = "$request.path.coverage_id"
+_NEW_POST = {"path.coverage_id": _IN_PATH, "path.post_id": "$response.body#/id"}
+_THIS_POST = {"path.coverage_id": _IN_PATH, "path.post_id": "$request.path.post_id"}
+
+
+def _post_links(post: dict[str, str], etag: bool) -> dict[str, Link]:
+    """What can follow an answer carrying a post (`post` names it); `etag`: the answer's ETag guards an edit."""
+    guarded = {**post, "header.If-Match": "$response.header.ETag"} if etag else post
+    return {
+        "GetPost": Link(operation_id="getPost", parameters=post),
+        "GetPostHistory": Link(operation_id="getPostHistory", parameters=post),
+        "EditPost": Link(operation_id="editPost", parameters=guarded),
+        "PinPost": Link(
+            operation_id="pinPost",
+            parameters={"path.coverage_id": _IN_PATH},
+            request_body={"post_id": post["path.post_id"]},
+        ),
+        "RetractPost": Link(operation_id="retractPost", parameters=post),
+        "RedactPost": Link(operation_id="redactPost", parameters=post),
+    }
+
+
+def _coverage_links(coverage_id: str, *operations: str) -> dict[str, Link]:
+    return {
+        op[0].upper() + op[1:]: Link(operation_id=op, parameters={"path.coverage_id": coverage_id}) for op in operations
+    }
+
+
+_CHANGES: dict[str, Any] = {"path.coverage_id": _IN_PATH, "query.since": "$response.body#/cursor", "query.wait": 0}
+"""What changed since this answer, asked at once (a client that long-polls passes its own `wait`)."""
+LINKS: dict[str, dict[str, dict[str, Link]]] = {
+    "openCoverage": {
+        "201": _coverage_links(
+            "$response.body#/id", "getCoverage", "updateCoverage", "publishPost", "getTimeline", "endCoverage"
+        )
+    },
+    "publishPost": {"201": _post_links(_NEW_POST, etag=True)},
+    "editPost": {"200": _post_links(_NEW_POST, etag=True)},
+    "pinPost": {"200": _coverage_links(_IN_PATH, "unpinPost", "getTimeline")},
+    "endCoverage": {"200": _coverage_links(_IN_PATH, "reopenCoverage", "getTimeline")},
+    "retractPost": {"200": {name: link for name, link in _post_links(_THIS_POST, etag=False).items() if "Get" in name}},
+    "getTimeline": {"200": {"GetChanges": Link(operation_id="getChanges", parameters=_CHANGES)}},
+    "getChanges": {"200": {"GetChanges": Link(operation_id="getChanges", parameters=_CHANGES)}},
+}
+"""The links each operation's answers carry, by operation id and status: the newsroom's chain (open a coverage,
+publish, edit under If-Match, pin, retract) and a reader's (a timeline's cursor to its changes, and on)."""
+
+
+def _state_parameter(parameter: Parameter) -> None:
+    if not parameter.required:
+        _drop_null(parameter.schema)
+    schema = parameter.schema
+    if not isinstance(schema, Schema) or parameter.param_in != ParamType.QUERY or schema.type != OpenAPIType.STRING:
+        return
+    if schema.min_length is None:
+        schema.min_length = 1  # the edge refuses an empty value (api/edge.py: leave it out instead)
+
+
+def _drop_null(schema: Schema | Reference | None) -> None:
+    """`oneOf: [X, null]` becomes X, keeping the limits stated beside the `oneOf`."""
+    if not isinstance(schema, Schema) or not schema.one_of:
+        return
+    kept = [s for s in schema.one_of if not (isinstance(s, Schema) and s.type == OpenAPIType.NULL)]
+    if len(kept) != 1 or len(kept) == len(schema.one_of) or not isinstance(kept[0], Schema):
+        return
+    schema.one_of = None
+    for field in fields(kept[0]):
+        value = getattr(kept[0], field.name)
+        if value is not None and getattr(schema, field.name) is None:
+            setattr(schema, field.name, value)
+
+
+def _list_time_zones(component: Schema) -> None:
+    """A request's `timezone` is one of the names the server accepts (commands.time_zones), listed as a pattern of
+    alternatives rather than an `enum`: client generators turn an enum into named constants, and some of these
+    names differ only in punctuation (`Etc/GMT+0`, `Etc/GMT-0`, `Etc/GMT0`), which openapi-python-client refuses."""
+    found = (component.properties or {}).get("timezone")
+    if isinstance(found, Schema):
+        names = (name.replace("+", "\\+") for name in sorted(commands.time_zones()))  # `+` is their one special
+        found.pattern = "^(?:" + "|".join(names) + ")$"
 
 
 def _limit_list_items(component: Schema, struct: type[Struct]) -> None:

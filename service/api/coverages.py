@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.api.auth import EDITORS, require_role
 from service.api.caching import conditional_json, coverage_read, encode, public_cache_control
-from service.api.cursors import decode_listing, encode_listing
+from service.api.cursors import OPAQUE, decode_listing, encode_listing
 from service.api.problems import problems
 from service.api.views import CoverageList, CoverageView, coverage_view
 from service.api.writing import IdempotencyKeyHeader, run
@@ -165,7 +165,7 @@ class CoverageController(Controller):
     @put(
         "/{coverage_id:str}/pinned",
         operation_id="pinPost",
-        responses=problems(401, 403, 413, 429, 404, 409, 413),
+        responses=problems(401, 403, 404, 409, 413, 422, 429),
         summary="Pin a post as latest (replaces any pinned post)",
     )
     async def pin_post(
@@ -208,7 +208,7 @@ class CoverageController(Controller):
     "/v1/coverages",
     tags=["coverages"],
     operation_id="listCoverages",
-    responses=problems(),
+    responses=problems(422),
     summary="List coverages, newest first",
 )
 async def list_coverages(
@@ -216,7 +216,9 @@ async def list_coverages(
     pool: NamedDependency[asyncpg.Pool],
     settings: NamedDependency[Settings],
     limit: Limit = 20,
-    before: Annotated[str | None, QueryParameter(max_length=300)] = None,
+    before: Annotated[
+        str | None, QueryParameter(max_length=300, pattern=OPAQUE, description="`next` of the previous page")
+    ] = None,
 ) -> Response[CoverageList]:
     after = decode_listing(before) if before else None
     async with pool.acquire() as conn:

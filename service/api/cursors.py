@@ -1,4 +1,10 @@
-"""Opaque values handed to clients: the change cursor and the page token (clients must not parse them)."""
+"""Opaque values handed to clients: the change cursor and the page token (clients must not parse them).
+
+Each is base64url text without padding, and the document says so (`OPAQUE`): a value outside that alphabet is a
+400 from litestar's parameter validation, like any value the document excludes. A value inside it that this API
+did not hand out (or one for another coverage or order, or ahead of its log) is well-formed but unusable: the
+decoders here raise, and that is a 422 (api/problems.py).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,13 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from service.domain.errors import InvalidCursor, InvalidPageToken
+
+OPAQUE = "^[A-Za-z0-9_-]+$"
+"""What the document states of every cursor and page token: base64url without padding."""
+RESUME = "^[A-Za-z0-9_-]*$"
+"""A stream's `Last-Event-ID`: a cursor, or empty (no event id seen yet), which counts as absent."""
+AS_OF = "^([0-9]{1,10}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))$"
+"""`as_of`: a coverage version, or an RFC 3339 time with its offset (upper-case T and Z, as Python reads them)."""
 
 _CURSOR = re.compile(r"c1:([a-z0-9][a-z0-9-]{0,79}):(\d{1,9})")
 _PAGE = re.compile(r"p1:([no]):(\d{1,9})")
@@ -30,7 +43,7 @@ def encode_cursor(coverage_id: str, version: int) -> str:
 
 
 def decode_cursor(token: str, coverage_id: str) -> int:
-    """The coverage version a cursor stands at; 400 when it is malformed or belongs to another coverage."""
+    """The coverage version a cursor stands at; raises when it is not one of ours or belongs to another coverage."""
     match = _CURSOR.fullmatch(_unwrap(token))
     if match is None:
         raise InvalidCursor("the cursor is malformed; use one this API returned", cursor=token)

@@ -39,7 +39,7 @@ from service.store.pool import Connection, snapshot
 from service.writes import Answer, Change, Respond
 
 # A post's ETag, as GET sent it: the revision, marked when pinned, and by its content coding when compressed.
-_IF_MATCH = re.compile(r'^"(\d{1,9})(?:\.pinned)?(?:\.gz|\.br)?"$')
+_IF_MATCH = re.compile(r'^"([0-9]{1,9})(?:\.pinned)?(?:\.gz|\.br)?"$')
 
 
 def post_etag(post: PostState, pinned_post_id: str | None) -> str:
@@ -57,15 +57,20 @@ IfMatchHeader = Annotated[
     HeaderParameter(
         name="If-Match",
         required=False,
-        pattern=r'^\s*(\*|"\d{1,9}(\.pinned)?(\.gz|\.br)?")\s*$',
+        pattern=r'^[ \t]*(\*|"[0-9]{1,9}(\.pinned)?(\.gz|\.br)?")?[ \t]*$',  # OWS is space and tab (RFC 9110)
         description='The post\'s ETag, e.g. "3": refuse (412) if it moved on',
     ),
 ]
 
 
 def expected_revision(header: str | None) -> int | None:
+    """The revision If-Match requires, or None for none. An empty If-Match is an empty list of entity tags (RFC 9110
+    section 13.1.1 allows it): no revision matches it, so the edit is refused with 412 as a stale one is (no post
+    is at revision 0)."""
     if header is None or header.strip() == "*":
         return None
+    if not header.strip():
+        return 0
     match = _IF_MATCH.match(header.strip())
     if match is None:
         raise ClientException('If-Match must be the post\'s ETag, e.g. "3"')

@@ -28,6 +28,8 @@ log = logging.getLogger("liveline.api")
 DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     errors.CoverageNotFound: (404, "coverage-not-found", "Coverage not found"),
     errors.PostNotFound: (404, "post-not-found", "Post not found"),
+    errors.UnknownTimeZone: (400, "unknown-time-zone", "Not an IANA time zone name"),
+    errors.NoSuchPostToPin: (422, "no-such-post", "No such post to pin"),
     errors.CoverageAlreadyExists: (409, "coverage-exists", "Coverage already exists"),
     errors.CoverageEnded: (409, "coverage-ended", "Coverage has ended"),
     errors.CoverageStillLive: (409, "coverage-live", "Coverage is live"),
@@ -38,10 +40,10 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     errors.NothingToChange: (422, "nothing-to-change", "The request changes nothing"),
     errors.UnsafeMarkup: (422, "unsafe-markup", "Text carries active content"),
     errors.IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency key already used for another request"),
-    errors.InvalidPageToken: (400, "invalid-page-token", "Malformed pagination value"),
+    errors.InvalidPageToken: (422, "invalid-page-token", "Unusable pagination value"),
     errors.InvalidField: (422, "invalid-field", "A field has an invalid value"),
-    errors.InvalidCursor: (400, "invalid-cursor", "Unusable cursor"),
-    errors.InvalidAsOf: (400, "invalid-as-of", "Unusable as_of"),
+    errors.InvalidCursor: (422, "invalid-cursor", "Unusable cursor"),
+    errors.InvalidAsOf: (422, "invalid-as-of", "Unusable as_of"),
     errors.BeyondTheLog: (404, "beyond-the-log", "Beyond the coverage's log"),
     errors.LogInconsistent: (409, "log-inconsistent", "The stored log is not whole"),
 }
@@ -157,7 +159,7 @@ class Problem(Struct, frozen=True, kw_only=True):
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request: bad JSON or UTF-8, unknown fields, invalid parameters",
+    400: "Outside this document: bad JSON or UTF-8, unknown fields, a parameter or field it excludes",
     401: "Missing, malformed, unknown or revoked bearer token",
     403: "The token's role may not do this",
     404: "No such coverage or post",
@@ -165,7 +167,12 @@ _DESCRIPTIONS = {
     410: "The post was retracted or redacted; the problem carries its tombstone",
     412: "If-Match names a revision that is no longer current",
     413: "Request body over the size limit",
-    422: "Well-formed but refused (unsafe markup, reused Idempotency-Key, nothing to change)",
+    422: (
+        "Allowed by this document but refused for what it says: unsafe markup, text empty once markup is removed, "
+        "a reused Idempotency-Key, nothing to change, a pin naming no post of the coverage, a cursor, page token "
+        "or as_of this API did not hand out "
+        "(or one ahead of the log)"
+    ),
     429: "The token is over its write quota; Retry-After says when to try again",
     503: "The database is unavailable, or the service is shedding writes; retry after Retry-After",
 }

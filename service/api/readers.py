@@ -21,7 +21,7 @@ from service.api import jsonld, streams, timeline
 from service.api.auth import CHALLENGE, authenticate, may
 from service.api.caching import PRIVATE, conditional_json, coverage_read, public_cache_control
 from service.api.changes import changes_page, read_changes, wait_for_change
-from service.api.cursors import decode_cursor, decode_page
+from service.api.cursors import AS_OF, OPAQUE, RESUME, decode_cursor, decode_page
 from service.api.problems import problems
 from service.api.timeline import Order, PageQuery
 from service.api.views import ChangesPage, TimelinePage
@@ -38,7 +38,7 @@ class ReaderController(Controller):
     @get(
         "/timeline",
         operation_id="getTimeline",
-        responses=problems(401, 403, 404),
+        responses=problems(401, 403, 404, 422),
         summary="The reader timeline, a page at a time (JSON-LD LiveBlogPosting with Accept: application/ld+json)",
     )
     async def timeline(
@@ -48,7 +48,9 @@ class ReaderController(Controller):
         settings: NamedDependency[Settings],
         coverage_id: FromPath[str],
         limit: Limit = 20,
-        before: Annotated[str | None, QueryParameter(max_length=200, description="`next` of the previous page")] = None,
+        before: Annotated[
+            str | None, QueryParameter(max_length=200, pattern=OPAQUE, description="`next` of the previous page")
+        ] = None,
         order: FromQuery[Order] = "newest",
         key_events: Annotated[bool, QueryParameter(description="only key events")] = False,
         around: Annotated[
@@ -57,7 +59,9 @@ class ReaderController(Controller):
         as_of: Annotated[
             str | None,
             QueryParameter(
-                max_length=64, description="auditors: a coverage version or an RFC 3339 time; the page as it was then"
+                max_length=64,
+                pattern=AS_OF,
+                description="auditors: a coverage version or an RFC 3339 time; the page as it was then",
             ),
         ] = None,
     ) -> Response[TimelinePage]:
@@ -87,7 +91,7 @@ class ReaderController(Controller):
     @get(
         "/changes",
         operation_id="getChanges",
-        responses=problems(404),
+        responses=problems(404, 422),
         summary="Everything that changed after a cursor; with `wait`, held until something changes (long poll)",
     )
     async def changes(
@@ -96,7 +100,9 @@ class ReaderController(Controller):
         pool: NamedDependency[asyncpg.Pool],
         settings: NamedDependency[Settings],
         coverage_id: FromPath[str],
-        since: Annotated[str, QueryParameter(max_length=200, description="`cursor` of a previous answer")],
+        since: Annotated[
+            str, QueryParameter(max_length=200, pattern=OPAQUE, description="`cursor` of a previous answer")
+        ],
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="most posts per answer")] = 100,
         wait: Annotated[int, QueryParameter(ge=0, le=30, description="seconds to hold the request")] = 0,
     ) -> Response[ChangesPage]:
@@ -117,7 +123,7 @@ class ReaderController(Controller):
         "/stream",
         operation_id="streamChanges",
         media_type="text/event-stream",
-        responses=problems(404),
+        responses=problems(404, 422),
         summary="Server-Sent Events of the same changes: post, removed, pinned, coverage; `id:` is a cursor",
     )
     async def stream(
@@ -126,9 +132,18 @@ class ReaderController(Controller):
         pool: NamedDependency[asyncpg.Pool],
         settings: NamedDependency[Settings],
         coverage_id: FromPath[str],
-        since: Annotated[str | None, QueryParameter(max_length=200, description="start after this cursor")] = None,
+        since: Annotated[
+            str | None, QueryParameter(max_length=200, pattern=OPAQUE, description="start after this cursor")
+        ] = None,
         last_event_id: Annotated[
-            str | None, HeaderParameter(name="Last-Event-ID", required=False, description="resume after this id")
+            str | None,
+            HeaderParameter(
+                name="Last-Event-ID",
+                required=False,
+                max_length=200,
+                pattern=RESUME,
+                description="resume after this id (empty: as if absent)",
+            ),
         ] = None,
     ) -> ServerSentEvent | Response[bytes]:
         start = await streams.opening(pool, coverage_id, last_event_id or since)

@@ -18,6 +18,7 @@ import asyncpg
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, QueryParameter
 from msgspec import Struct
 
@@ -136,6 +137,7 @@ class TransparencyController(Controller):
         size: Annotated[int | None, QueryParameter(ge=1, le=2**53, description="events; default: all")] = None,
     ) -> Response[str]:
         logs: Logs = request.app.state.logs
+        _given_as_integers(request, size=size)
         head = await _head(pool, coverage_id)
         size = head if size is None else _within(size, head, "size")
         tree = await logs.tree(pool, coverage_id, size)
@@ -157,6 +159,7 @@ class TransparencyController(Controller):
         size: Annotated[int | None, QueryParameter(ge=1, le=2**53, description="tree size; default: all")] = None,
     ) -> Response[InclusionProof]:
         logs: Logs = request.app.state.logs
+        _given_as_integers(request, size=size)
         head = await _head(pool, coverage_id)
         size = head if size is None else _within(size, head, "size")
         version = _within(version, size, "version")
@@ -188,6 +191,7 @@ class TransparencyController(Controller):
         new: Annotated[int | None, QueryParameter(ge=1, le=2**53, description="the larger; default: all")] = None,
     ) -> Response[ConsistencyProof]:
         logs: Logs = request.app.state.logs
+        _given_as_integers(request, new=new)
         head = await _head(pool, coverage_id)
         new = head if new is None else _within(new, head, "new")
         old = _within(old, new, "old")
@@ -204,6 +208,14 @@ class TransparencyController(Controller):
 async def _head(pool: asyncpg.Pool, coverage_id: str) -> int:
     async with pool.acquire() as conn:
         return (await find_coverage(conn, coverage_id)).state.version
+
+
+def _given_as_integers(request: Request[Any, Any, State], **optional: int | None) -> None:
+    """Refuse an optional integer given as `null`: msgspec's lax reading of query values takes `?size=null` for an
+    absent size, but the document says an integer, so it is refused like any other non-integer."""
+    for name, value in optional.items():
+        if value is None and name in request.query_params:
+            raise ValidationException(f"query parameter {name!r} must be an integer")
 
 
 def _within(value: int, limit: int, name: str) -> int:

@@ -13,9 +13,14 @@ from service.domain.markup import clean_text
 
 Text = Annotated[str, Meta(min_length=1, max_length=20_000)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=1_000)]
+_SPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+r"""Exactly what Python's `\s` matches in text, spelled out: the pattern is also read as an ECMA-262 regex (the
+OpenAPI document), whose `\s` is another set (it lacks U+0085 and U+001C-U+001F, and has U+FEFF)."""
 WebUrl = Annotated[
     str,
-    Meta(pattern=r"^[hH][tT][tT][pP][sS]?://[^\s/$.?#][^\s]*$", max_length=2_048, description="http(s) URL"),
+    Meta(
+        pattern=f"^[hH][tT][tT][pP][sS]?://[^{_SPACE}/$.?#][^{_SPACE}]*$", max_length=2_048, description="http(s) URL"
+    ),
 ]
 EmbedProvider = Literal["twitter", "youtube", "instagram", "facebook", "tiktok", "other"]
 

@@ -6,8 +6,8 @@ Each `decide_*` function is pure: given state and a request it returns the event
 
 from __future__ import annotations
 
-import zoneinfo
 from functools import cache
+from importlib import resources
 from typing import Annotated, TypeVar, cast
 
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -19,11 +19,13 @@ from service.domain.errors import (
     CoverageNotFound,
     CoverageStillLive,
     InvalidField,
+    NoSuchPostToPin,
     NothingToChange,
     PostNotFound,
     PostRedactedAlready,
     PostRetracted,
     RevisionMismatch,
+    UnknownTimeZone,
 )
 from service.domain.events import (
     Contributor,
@@ -112,13 +114,16 @@ class PinPost(_Request, frozen=True):
 
 
 @cache
-def _timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names a coverage may take: those of the `tzdata` package, pinned in pyproject.toml, so
+    that the names accepted (and listed in the OpenAPI document) are the same on every machine, whatever its own
+    zoneinfo holds. zoneinfo reads the package when the system lacks a zone."""
+    return frozenset(resources.files("tzdata").joinpath("zones").read_text(encoding="ascii").split())
 
 
 def _check_timezone(name: str | UnsetType) -> None:
-    if isinstance(name, str) and name not in _timezones():
-        raise InvalidField(f"timezone {name!r} is not an IANA time zone name", field="timezone")
+    if isinstance(name, str) and name not in time_zones():
+        raise UnknownTimeZone(f"timezone {name!r} is not an IANA time zone name", field="timezone")
 
 
 _Optional = TypeVar("_Optional", bound=str | UnsetType | None)
@@ -292,6 +297,8 @@ def decide_pin(
 ) -> list[EventData]:
     """Pinning the post already pinned changes nothing and appends nothing."""
     current = require_live(coverage, coverage_id)
+    if post is None or post.coverage_id != coverage_id:
+        raise NoSuchPostToPin(f"coverage {coverage_id!r} has no post {post_id} to pin", post_id=post_id)
     require_unretracted(post, coverage_id, post_id)
     if current.pinned_post_id == post_id:
         return []

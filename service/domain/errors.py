@@ -23,6 +23,15 @@ class PostNotFound(DomainError):
     """No post by that id in the coverage."""
 
 
+class UnknownTimeZone(DomainError):
+    """A time zone name that is not one of the IANA names accepted (the OpenAPI document lists them)."""
+
+
+class NoSuchPostToPin(DomainError):
+    """A pin names a post the coverage does not have. Not a PostNotFound: the pin itself is there to change; what
+    is wrong is the request's content."""
+
+
 class CoverageAlreadyExists(DomainError):
     """Opening a coverage under an id already taken."""
 

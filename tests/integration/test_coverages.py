@@ -27,7 +27,7 @@ async def test_opening_an_existing_id_is_a_conflict(api: Api) -> None:
 
 async def test_bad_coverage_fields_are_refused(api: Api) -> None:
     assert_problem(await api.open("Bad Slug"), 400)
-    assert_problem(await api.open(timezone="Mars/Olympus"), 422)
+    assert assert_problem(await api.open(timezone="Mars/Olympus"), 400)["type"] == "urn:liveline:problem:unknown-time-zone"
     assert_problem(await api.open(title="x" * 301), 400)
     assert_problem(await api.open(colour="red"), 400)
     await api.open()
@@ -59,7 +59,8 @@ async def test_list_is_newest_first_and_paginates(api: Api) -> None:
     assert [c["id"] for c in first["coverages"]] == ["charlie", "bravo"]
     second = (await api.client.get("/v1/coverages", params={"limit": 2, "before": first["next"]})).json()
     assert [c["id"] for c in second["coverages"]] == ["alpha"] and second["next"] is None
-    assert_problem(await api.client.get("/v1/coverages", params={"before": "zzz"}), 400)
+    assert_problem(await api.client.get("/v1/coverages", params={"before": "zzz"}), 422)
+    assert_problem(await api.client.get("/v1/coverages", params={"before": "z z"}), 400)
 
 
 async def test_writes_to_unknown_coverages_are_404(api: Api) -> None:

@@ -259,7 +259,7 @@ async def test_the_edge_leaves_every_other_timeline_read_to_litestar(api: Api) -
     post_id = (await api.client.get(url)).json()["posts"][2]["id"]
     expected = {
         "?as_of=3": 401, f"?around={post_id}": 200, "?limit=0": 400, "?limit=101": 400, "?limit=020": 400,
-        "?order=sideways": 400, "?key_events=1": 200, "?before=%21%21": 400, "?before=cDE6bzo1": 400,
+        "?order=sideways": 400, "?key_events=1": 200, "?before=%21%21": 400, "?before=cDE6bzo1": 422,
         "?%6Cimit=5": 200,
     }  # fmt: skip
     for query, status in expected.items():

@@ -39,6 +39,10 @@ async def test_edit_refuses_empty_change_bad_if_match_and_unknown_post(api: Api)
     post = (await api.publish()).json()
     assert_problem(await api.edit(post["id"], note="only a note"), 422)
     assert_problem(await api.edit(post["id"], if_match="yesterday", title="x"), 400)
+    url = f"/v1/coverages/kherson/posts/{post['id']}"
+    no_tags = await api.client.patch(url, json={"title": "x"}, headers=api.auth(**{"If-Match": ""}))
+    assert assert_problem(no_tags, 412)["revision"] == 1, "an empty If-Match lists no entity tag, so none matches"
+    assert (await api.client.get(url)).json()["revision"] == 1
     assert_problem(await api.edit("01890a5d-ac96-774b-bcce-b302099a8057", title="x"), 404)
     assert_problem(await api.edit("not-a-uuid", title="x"), 404)
 
@@ -67,7 +71,10 @@ async def test_pin_replaces_previous_pin_and_unpin_clears_it(api: Api) -> None:
     assert await api.event_count() == events_before, "pinning the pinned post appends nothing"
     assert (await api.unpin()).json()["pinned_post_id"] is None
     assert (await api.timeline()).json()["pinned"] is None
-    assert_problem(await api.pin("01890a5d-ac96-774b-bcce-b302099a8057"), 404)
+    events_before = await api.event_count()
+    unknown = assert_problem(await api.pin("01890a5d-ac96-774b-bcce-b302099a8057"), 422)
+    assert unknown["type"] == "urn:liveline:problem:no-such-post", "the pin is there; the body names no post"
+    assert await api.event_count() == events_before
     assert_problem(await api.pin("nonsense"), 400)
 
 
@@ -127,8 +134,9 @@ async def test_timeline_pages_orders_and_filters_key_events(api: Api) -> None:
     assert [p["id"] for p in rest["posts"]] == ids[3:]
     keys = (await api.timeline(key_events="true")).json()
     assert [p["id"] for p in keys["posts"]] == [ids[4], ids[2], ids[0]]
-    assert_problem(await api.timeline(before="garbage"), 400)
-    assert_problem(await api.timeline(order="oldest", before=first["next"]), 400)
+    assert_problem(await api.timeline(before="garbage"), 422)  # the documented alphabet, not a token of ours
+    assert_problem(await api.timeline(before="garbage!"), 400)  # outside the documented alphabet
+    assert_problem(await api.timeline(order="oldest", before=first["next"]), 422)
     assert_problem(await api.timeline(limit=0), 400)
     assert_problem(await api.timeline(order="sideways"), 400)
 
