@@ -19,9 +19,9 @@ from service.api.caching import PRIVATE, conditional_json
 from service.api.coverages import find_coverage
 from service.api.cursors import OPAQUE, decode_feed, encode_feed
 from service.api.problems import problems
+from service.api.unusable import InvalidCursor
 from service.audit import VerifyReport, verify
 from service.domain.chain import LoggedEvent
-from service.domain.errors import InvalidCursor
 from service.domain.events import EVENT_TYPES
 from service.domain.ids import is_coverage_id
 from service.store import events

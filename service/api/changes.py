@@ -12,8 +12,8 @@ from msgspec import Struct
 from service.api.coverages import find_coverage
 from service.api.cursors import encode_cursor
 from service.api.live import CoverageVersions
+from service.api.unusable import InvalidCursor
 from service.api.views import ChangesPage, coverage_view, post_view, tombstone
-from service.domain.errors import InvalidCursor
 from service.domain.state import CoverageState, PostState
 from service.projections import read_model
 from service.store.pool import Connection

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from service.domain.errors import InvalidCursor, InvalidPageToken
+from service.api.unusable import InvalidCursor, InvalidPageToken
 
 OPAQUE = "^[A-Za-z0-9_-]+$"
 """What the document states of every cursor and page token: base64url without padding."""

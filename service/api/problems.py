@@ -16,7 +16,9 @@ from litestar.plugins.problem_details import (
 )
 from msgspec import Struct
 
+from service.api import unusable
 from service.api.quotas import WriteQuotaExceeded
+from service.api.unusable import UnusableValue
 from service.domain import errors
 from service.domain.errors import DomainError
 from service.store.pool import UNAVAILABLE
@@ -31,28 +33,36 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     errors.UnknownTimeZone: (400, "unknown-time-zone", "Not an IANA time zone name"),
     errors.NoSuchPostToPin: (422, "no-such-post", "No such post to pin"),
     errors.CoverageAlreadyExists: (409, "coverage-exists", "Coverage already exists"),
-    errors.CoverageEnded: (409, "coverage-ended", "Coverage has ended"),
+    errors.CoverageAlreadyEnded: (409, "coverage-ended", "Coverage has ended"),
     errors.CoverageStillLive: (409, "coverage-live", "Coverage is live"),
-    errors.PostRetracted: (409, "post-retracted", "Post has been retracted"),
-    errors.PostRedactedAlready: (409, "post-redacted", "Post has already been redacted"),
+    errors.PostAlreadyRetracted: (409, "post-retracted", "Post has been retracted"),
+    errors.PostAlreadyRedacted: (409, "post-redacted", "Post has already been redacted"),
     errors.PostGone: (410, "post-gone", "Post has been withdrawn"),
     errors.RevisionMismatch: (412, "stale-revision", "Post has changed since that revision"),
     errors.NothingToChange: (422, "nothing-to-change", "The request changes nothing"),
     errors.UnsafeMarkup: (422, "unsafe-markup", "Text carries active content"),
     errors.IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency key already used for another request"),
-    errors.InvalidPageToken: (422, "invalid-page-token", "Unusable pagination value"),
     errors.InvalidField: (422, "invalid-field", "A field has an invalid value"),
-    errors.InvalidCursor: (422, "invalid-cursor", "Unusable cursor"),
-    errors.InvalidAsOf: (422, "invalid-as-of", "Unusable as_of"),
     errors.BeyondTheLog: (404, "beyond-the-log", "Beyond the coverage's log"),
     errors.LogInconsistent: (409, "log-inconsistent", "The stored log is not whole"),
 }
 """What each domain error is over HTTP: status, problem type (urn:liveline:problem:<slug>) and title. The one
 place the domain's refusals meet HTTP (a test checks every domain error is here)."""
 
+UNUSABLE_PROBLEMS: dict[type[UnusableValue], tuple[int, str, str]] = {
+    unusable.InvalidCursor: (422, "invalid-cursor", "Unusable cursor"),
+    unusable.InvalidPageToken: (422, "invalid-page-token", "Unusable pagination value"),
+    unusable.InvalidAsOf: (422, "invalid-as-of", "Unusable as_of"),
+}
+"""The same for the API's own refusals of parameter values (api/unusable.py)."""
 
-def domain_problem(exc: DomainError) -> ProblemDetailsException:
-    status, slug, title = DOMAIN_PROBLEMS[type(exc)]
+
+def refusal_problem(exc: DomainError | UnusableValue) -> ProblemDetailsException:
+    """A domain error, or a parameter value the API cannot use, as its problem."""
+    if isinstance(exc, DomainError):
+        status, slug, title = DOMAIN_PROBLEMS[type(exc)]
+    else:
+        status, slug, title = UNUSABLE_PROBLEMS[type(exc)]
     return ProblemDetailsException(
         status_code=status, title=title, detail=exc.detail, type_=PROBLEM_TYPE + slug, extra=exc.extra or None
     )
@@ -139,7 +149,8 @@ def problem_plugin() -> ProblemDetailsPlugin:
             enable_for_all_http_exceptions=True,
             exception_to_problem_detail_map={
                 HTTPException: http_problem,
-                DomainError: domain_problem,
+                DomainError: refusal_problem,
+                UnusableValue: refusal_problem,
                 UnicodeDecodeError: undecodable_body,
                 WriteQuotaExceeded: over_quota,
                 **dict.fromkeys(UNAVAILABLE, database_unavailable),
@@ -190,7 +201,7 @@ def _types_by_status() -> dict[int, list[str]]:
     found: dict[int, set[str]] = {status: set(slugs) for status, slugs in _ELSEWHERE.items()}
     for status, (slug, _) in _HTTP_PROBLEMS.items():
         found.setdefault(status, set()).add(slug)
-    for status, slug, _ in DOMAIN_PROBLEMS.values():
+    for status, slug, _ in [*DOMAIN_PROBLEMS.values(), *UNUSABLE_PROBLEMS.values()]:
         found.setdefault(status, set()).add(slug)
     return {status: sorted(slugs) for status, slugs in found.items()}
 

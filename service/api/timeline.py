@@ -18,9 +18,10 @@ from msgspec import Struct
 from service.api import jsonld
 from service.api.coverages import coverage_not_found, find_coverage
 from service.api.cursors import decode_page, encode_cursor, encode_page
+from service.api.unusable import InvalidAsOf, InvalidPageToken
 from service.api.views import TimelinePage, coverage_view, post_view
 from service.config import Settings
-from service.domain.errors import CoverageNotFound, DomainError, InvalidAsOf, PostNotFound
+from service.domain.errors import CoverageNotFound, PostNotFound
 from service.domain.ids import is_coverage_id, is_post_id
 from service.domain.state import CoverageState, PostState, Timeline, replay
 from service.projections import read_model
@@ -67,7 +68,7 @@ def plain_query(parameters: dict[bytes, bytes]) -> PageQuery | None:
             return None
         try:
             past = decode_page(before.decode("ascii"), chosen)
-        except DomainError:
+        except InvalidPageToken:
             return None
     return PageQuery(
         limit=20 if limit is None else int(limit), order=chosen, past=past, key_events=key_events == b"true"

@@ -14,22 +14,23 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from service.domain.blocks import Body, clean_body
 from service.domain.errors import (
+    CoverageAlreadyEnded,
     CoverageAlreadyExists,
-    CoverageEnded,
     CoverageNotFound,
     CoverageStillLive,
     InvalidField,
     NoSuchPostToPin,
     NothingToChange,
+    PostAlreadyRedacted,
+    PostAlreadyRetracted,
     PostNotFound,
-    PostRedactedAlready,
-    PostRetracted,
     RevisionMismatch,
     UnknownTimeZone,
 )
 from service.domain.events import (
     Contributor,
     Contributors,
+    CoverageEnded,
     CoverageOpened,
     CoverageReopened,
     CoverageUpdated,
@@ -38,13 +39,8 @@ from service.domain.events import (
     PostPinned,
     PostPublished,
     PostRedacted,
+    PostRetracted,
     PostUnpinned,
-)
-from service.domain.events import (
-    CoverageEnded as CoverageEndedEvent,
-)
-from service.domain.events import (
-    PostRetracted as PostRetractedEvent,
 )
 from service.domain.ids import COVERAGE_ID, POST_ID, is_coverage_id
 from service.domain.markup import clean_text
@@ -172,7 +168,7 @@ def require_coverage(coverage: CoverageState | None, coverage_id: str) -> Covera
 def require_live(coverage: CoverageState | None, coverage_id: str) -> CoverageState:
     coverage = require_coverage(coverage, coverage_id)
     if coverage.status == "ended":
-        raise CoverageEnded(f"coverage {coverage_id!r} has ended; reopen it first", coverage_id=coverage_id)
+        raise CoverageAlreadyEnded(f"coverage {coverage_id!r} has ended; reopen it first", coverage_id=coverage_id)
     return coverage
 
 
@@ -185,7 +181,7 @@ def require_post(post: PostState | None, coverage_id: str, post_id: str) -> Post
 def require_unretracted(post: PostState | None, coverage_id: str, post_id: str) -> PostState:
     post = require_post(post, coverage_id, post_id)
     if post.retracted:
-        raise PostRetracted(f"post {post_id} was retracted", post_id=post_id)
+        raise PostAlreadyRetracted(f"post {post_id} was retracted", post_id=post_id)
     return post
 
 
@@ -215,9 +211,9 @@ def decide_update(coverage: CoverageState | None, coverage_id: str, request: Upd
     )
 
 
-def decide_end(coverage: CoverageState | None, coverage_id: str) -> CoverageEndedEvent:
+def decide_end(coverage: CoverageState | None, coverage_id: str) -> CoverageEnded:
     require_live(coverage, coverage_id)
-    return CoverageEndedEvent()
+    return CoverageEnded()
 
 
 def decide_reopen(coverage: CoverageState | None, coverage_id: str) -> CoverageReopened:
@@ -272,10 +268,10 @@ def decide_retract(
     coverage_id: str,
     post_id: str,
     request: RetractPost,
-) -> PostRetractedEvent:
+) -> PostRetracted:
     require_live(coverage, coverage_id)
     require_unretracted(post, coverage_id, post_id)
-    return PostRetractedEvent(reason=clean_text(request.reason, "reason"))
+    return PostRetracted(reason=clean_text(request.reason, "reason"))
 
 
 def decide_redact(
@@ -285,7 +281,7 @@ def decide_redact(
     require_coverage(coverage, coverage_id)
     found = require_post(post, coverage_id, post_id)
     if found.redacted:
-        raise PostRedactedAlready(f"post {post_id} was already redacted", post_id=post_id)
+        raise PostAlreadyRedacted(f"post {post_id} was already redacted", post_id=post_id)
     return PostRedacted(
         reason=clean_text(request.reason, "reason"),
         legal_reference=clean_text(request.legal_reference, "legal_reference"),

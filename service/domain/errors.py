@@ -36,7 +36,7 @@ class CoverageAlreadyExists(DomainError):
     """Opening a coverage under an id already taken."""
 
 
-class CoverageEnded(DomainError):
+class CoverageAlreadyEnded(DomainError):
     """Changing a coverage that has ended (reopen it first)."""
 
 
@@ -44,11 +44,11 @@ class CoverageStillLive(DomainError):
     """Reopening a coverage that has not ended."""
 
 
-class PostRetracted(DomainError):
+class PostAlreadyRetracted(DomainError):
     """Changing or pinning a post that was retracted or redacted."""
 
 
-class PostRedactedAlready(DomainError):
+class PostAlreadyRedacted(DomainError):
     """Redacting a post twice."""
 
 
@@ -72,20 +72,8 @@ class IdempotencyKeyReused(DomainError):
     """An Idempotency-Key first used for another request."""
 
 
-class InvalidPageToken(DomainError):
-    """A pagination value this API did not hand out."""
-
-
 class InvalidField(DomainError):
     """A field with a value the rules refuse (time zone, empty text, byline and contributors)."""
-
-
-class InvalidCursor(DomainError):
-    """A cursor this API did not hand out, or one ahead of its coverage."""
-
-
-class InvalidAsOf(DomainError):
-    """An as_of that is neither a version nor an RFC 3339 time with its offset."""
 
 
 class BeyondTheLog(DomainError):

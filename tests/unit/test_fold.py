@@ -10,25 +10,25 @@ import pytest
 from service.domain import commands
 from service.domain.blocks import Paragraph
 from service.domain.errors import (
+    CoverageAlreadyEnded,
     CoverageAlreadyExists,
-    CoverageEnded,
     CoverageNotFound,
     CoverageStillLive,
     NothingToChange,
+    PostAlreadyRetracted,
     PostNotFound,
-    PostRetracted,
     RevisionMismatch,
     UnsafeMarkup,
 )
 from service.domain.events import (
     AnyEvent,
-    CoverageEnded as Ended,
+    CoverageEnded,
     CoverageOpened,
     Metadata,
     PostEdited,
     PostPinned,
     PostPublished,
-    PostRetracted as Retracted,
+    PostRetracted,
     PostUnpinned,
     RecordedEvent,
     event_type,
@@ -74,7 +74,7 @@ def test_publish_edit_pin_retract_fold_into_the_timeline() -> None:
             (P1, PostEdited(title="One", note="title added")),
             (P1, PostPinned()),
             (P2, PostPinned()),
-            (P2, Retracted(reason="wrong")),
+            (P2, PostRetracted(reason="wrong")),
         )
     )
     coverage = timeline.coverage
@@ -87,7 +87,7 @@ def test_publish_edit_pin_retract_fold_into_the_timeline() -> None:
 
 
 def test_ending_and_reopening_change_status() -> None:
-    ended = replay(log(OPEN, (None, Ended())))
+    ended = replay(log(OPEN, (None, CoverageEnded())))
     assert ended.coverage is not None and ended.coverage.status == "ended" and ended.coverage.ended_at
 
 
@@ -120,11 +120,11 @@ def test_command_checks_refuse_what_the_rules_forbid() -> None:
 
 
 def test_ended_coverage_and_retracted_post_refuse_changes() -> None:
-    timeline = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (None, Ended())))
-    with pytest.raises(CoverageEnded):
+    timeline = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (None, CoverageEnded())))
+    with pytest.raises(CoverageAlreadyEnded):
         commands.decide_publish(timeline.coverage, "kherson", commands.PublishPost(body=para("x")))
-    retracted = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (P1, Retracted(reason="r"))))
-    with pytest.raises(PostRetracted):
+    retracted = replay(log(OPEN, (P1, PostPublished(body=para("one"))), (P1, PostRetracted(reason="r"))))
+    with pytest.raises(PostAlreadyRetracted):
         commands.decide_pin(retracted.coverage, retracted.posts[P1], "kherson", P1)
 
 
@@ -168,7 +168,7 @@ def test_a_posts_own_events_give_the_history_a_whole_coverage_replay_gives(seed:
             gone = rng.choice(live)
             retracted.add(gone)
             pinned = None if pinned == gone else pinned
-            changes.append((gone, Retracted(reason="r")))
+            changes.append((gone, PostRetracted(reason="r")))
     stream = log(*changes)
     expected: dict[str, list[tuple[int, PostState, bool]]] = {}
     timeline = Timeline()
