@@ -20,7 +20,7 @@ from service.api import unusable
 from service.api.quotas import WriteQuotaExceeded
 from service.api.unusable import UnusableValue
 from service.domain import errors
-from service.domain.errors import DomainError
+from service.domain.errors import DomainError, Refusal
 from service.store.pool import UNAVAILABLE
 
 PROBLEM_TYPE = "urn:liveline:problem:"
@@ -57,12 +57,14 @@ UNUSABLE_PROBLEMS: dict[type[UnusableValue], tuple[int, str, str]] = {
 """The same for the API's own refusals of parameter values (api/unusable.py)."""
 
 
-def refusal_problem(exc: DomainError | UnusableValue) -> ProblemDetailsException:
+_REFUSALS: dict[type[Refusal], tuple[int, str, str]] = {
+    kind: problem for table in (DOMAIN_PROBLEMS, UNUSABLE_PROBLEMS) for kind, problem in table.items()
+}
+
+
+def refusal_problem(exc: Refusal) -> ProblemDetailsException:
     """A domain error, or a parameter value the API cannot use, as its problem."""
-    if isinstance(exc, DomainError):
-        status, slug, title = DOMAIN_PROBLEMS[type(exc)]
-    else:
-        status, slug, title = UNUSABLE_PROBLEMS[type(exc)]
+    status, slug, title = _REFUSALS[type(exc)]
     return ProblemDetailsException(
         status_code=status, title=title, detail=exc.detail, type_=PROBLEM_TYPE + slug, extra=exc.extra or None
     )
@@ -149,8 +151,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
             enable_for_all_http_exceptions=True,
             exception_to_problem_detail_map={
                 HTTPException: http_problem,
-                DomainError: refusal_problem,
-                UnusableValue: refusal_problem,
+                Refusal: refusal_problem,
                 UnicodeDecodeError: undecodable_body,
                 WriteQuotaExceeded: over_quota,
                 **dict.fromkeys(UNAVAILABLE, database_unavailable),

@@ -4,14 +4,11 @@ to. The API's own refusals, apart from the domain's (domain/errors.py); api/prob
 
 from __future__ import annotations
 
-from typing import Any
+from service.domain.errors import Refusal
 
 
-class UnusableValue(Exception):
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
+class UnusableValue(Refusal):
+    pass
 
 
 class InvalidCursor(UnusableValue):

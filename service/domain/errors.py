@@ -5,14 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 
-class DomainError(Exception):
-    """A command refused by the rules of the domain. What each becomes over HTTP (status, problem type, title) is
-    the API's business: `api/problems.py` maps them."""
+class Refusal(Exception):
+    """A request refused for the client's own reason: `detail` says why, `extra` carries what a client may act on
+    (a post id, the current revision, a tombstone). The base of the domain's refusals and of the API's own
+    (api/unusable.py)."""
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+
+class DomainError(Refusal):
+    """A command refused by the rules of the domain. What each becomes over HTTP (status, problem type, title) is
+    the API's business: `api/problems.py` maps them."""
 
 
 class CoverageNotFound(DomainError):
