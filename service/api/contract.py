@@ -5,7 +5,8 @@ the `null` its Python default stands for (absent is the only null a query or hea
 took the `null` literally sends an empty value or the text `null`, which the server refuses), and a string query
 parameter is at least one character long (the edge refuses empty values). It also adds the OpenAPI links that let
 a generic client (or schemathesis's stateful phase) chain the newsroom's work: open a coverage, publish, edit,
-pin, retract, and follow a timeline's cursor to its changes.
+pin, retract, and follow a timeline's cursor to its changes; and the NDJSON form of the audit feed beside its JSON
+page (litestar documents one media type an answer).
 
 litestar builds component schemas from the msgspec Structs but carries neither `forbid_unknown_fields` nor the
 `Meta` of a list's items over (`editors: list[Name]` came out as a list of any strings); this walks the
@@ -21,7 +22,16 @@ from typing import Any
 
 import msgspec
 from litestar.enums import ParamType
-from litestar.openapi.spec import Link, OpenAPI, OpenAPIType, Parameter, Reference, Schema
+from litestar.openapi.spec import (
+    Link,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Parameter,
+    Reference,
+    Schema,
+)
 from msgspec import Struct
 
 from service.domain import blocks, commands, events
@@ -52,10 +62,24 @@ def state_exactly(document: OpenAPI) -> None:
             for parameter in operation.parameters or ():
                 if isinstance(parameter, Parameter) and parameter.param_in != ParamType.PATH:
                     _state_parameter(parameter)
+            streamed = STREAMED.get(operation.operation_id or "")
+            if streamed is not None:
+                _add_streamed_form(operation.responses or {}, *streamed)
             for status, links in LINKS.get(operation.operation_id or "", {}).items():
                 answer = (operation.responses or {})[status]
                 assert not isinstance(answer, Reference)
                 answer.links = {name: link for name, link in links.items()}
+
+
+STREAMED = {"readEventFeed": ("application/x-ndjson", "FeedEntry")}
+"""Operations that also answer as a stream of JSON lines (asked for with `Accept`): the media type and the component
+each line is. litestar documents one media type per status."""
+
+
+def _add_streamed_form(responses: dict[str, OpenAPIResponse | Reference], media_type: str, component: str) -> None:
+    ok = responses["200"]
+    assert isinstance(ok, OpenAPIResponse) and ok.content is not None
+    ok.content[media_type] = OpenAPIMediaType(schema=Reference(ref=f"#/components/schemas/{component}"))
 
 
 _IN_PATH = "$request.path.coverage_id"
