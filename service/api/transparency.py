@@ -137,9 +137,7 @@ class TransparencyController(Controller):
         size: Annotated[int | None, QueryParameter(ge=1, le=2**53, description="events; default: all")] = None,
     ) -> Response[str]:
         logs: Logs = request.app.state.logs
-        _given_as_integers(request, size=size)
-        head = await _head(pool, coverage_id)
-        size = head if size is None else _within(size, head, "size")
+        size = await _tree_size(request, pool, coverage_id, "size", size)
         tree = await logs.tree(pool, coverage_id, size)
         return Response(logs.checkpoint(coverage_id, tree, size), media_type=TEXT, headers=_cached(settings))
 
@@ -159,9 +157,7 @@ class TransparencyController(Controller):
         size: Annotated[int | None, QueryParameter(ge=1, le=2**53, description="tree size; default: all")] = None,
     ) -> Response[InclusionProof]:
         logs: Logs = request.app.state.logs
-        _given_as_integers(request, size=size)
-        head = await _head(pool, coverage_id)
-        size = head if size is None else _within(size, head, "size")
+        size = await _tree_size(request, pool, coverage_id, "size", size)
         version = _within(version, size, "version")
         tree = await logs.tree(pool, coverage_id, size)
         async with pool.acquire() as conn:
@@ -191,9 +187,7 @@ class TransparencyController(Controller):
         new: Annotated[int | None, QueryParameter(ge=1, le=2**53, description="the larger; default: all")] = None,
     ) -> Response[ConsistencyProof]:
         logs: Logs = request.app.state.logs
-        _given_as_integers(request, new=new)
-        head = await _head(pool, coverage_id)
-        new = head if new is None else _within(new, head, "new")
+        new = await _tree_size(request, pool, coverage_id, "new", new)
         old = _within(old, new, "old")
         tree = await logs.tree(pool, coverage_id, new)
         proof = ConsistencyProof(
@@ -205,17 +199,18 @@ class TransparencyController(Controller):
         return Response(proof, headers=_cached(settings))
 
 
-async def _head(pool: asyncpg.Pool, coverage_id: str) -> int:
+async def _tree_size(
+    request: Request[Any, Any, State], pool: asyncpg.Pool, coverage_id: str, name: str, size: int | None
+) -> int:
+    """The tree size a request asks for in parameter `name`: the whole log when absent, refused beyond it.
+
+    msgspec's lax reading of query values takes `?size=null` for an absent size; the document says an integer, so
+    it is refused like any other non-integer (before the database is asked)."""
+    if size is None and name in request.query_params:
+        raise ValidationException(f"query parameter {name!r} must be an integer")
     async with pool.acquire() as conn:
-        return (await find_coverage(conn, coverage_id)).state.version
-
-
-def _given_as_integers(request: Request[Any, Any, State], **optional: int | None) -> None:
-    """Refuse an optional integer given as `null`: msgspec's lax reading of query values takes `?size=null` for an
-    absent size, but the document says an integer, so it is refused like any other non-integer."""
-    for name, value in optional.items():
-        if value is None and name in request.query_params:
-            raise ValidationException(f"query parameter {name!r} must be an integer")
+        head = (await find_coverage(conn, coverage_id)).state.version
+    return head if size is None else _within(size, head, name)
 
 
 def _within(value: int, limit: int, name: str) -> int:

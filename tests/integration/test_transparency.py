@@ -64,6 +64,10 @@ async def test_sizes_beyond_the_log_and_unknown_coverages_are_problems(api: Api)
         ("/v1/coverages/kherson/checkpoint", {"size": 3}, 404),
         ("/v1/coverages/kherson/checkpoint", {"size": 0}, 400),
         ("/v1/coverages/kherson/checkpoint", {"size": "x"}, 400),
+        ("/v1/coverages/kherson/checkpoint", {"size": "null"}, 400),  # not absent: the document says an integer
+        ("/v1/coverages/nowhere/checkpoint", {"size": "null"}, 400),  # refused before the database is asked
+        ("/v1/coverages/kherson/proofs/inclusion", {"version": 1, "size": "null"}, 400),
+        ("/v1/coverages/kherson/proofs/consistency", {"old": 1, "new": "null"}, 400),
         ("/v1/coverages/kherson/proofs/inclusion", {"version": 3}, 404),
         ("/v1/coverages/kherson/proofs/inclusion", {"version": 1, "size": 9}, 404),
         ("/v1/coverages/kherson/proofs/inclusion", {}, 400),
