@@ -10,6 +10,13 @@ readers up far beyond that share: on `bench/overload.py` readers' p99 was 1.05-1
 taken, 1.5-2.1x with 10, 2.0-3.4x with 25-100. The limit is a token bucket (a tenth of a second's writes, at
 least one, may start at once) that only applies while refusals are recent, so a desk writing at its own pace, or
 a burst below the in-flight limit, never meets it.
+
+That rate is shared fairly between the credentials writing (each `Authorization` value seen in the last second):
+each may start at most its share (the rate over their number plus one, so that a share is always left for a desk
+that was quiet), so one runaway script flooding with its token cannot take the writes of the desks that keep
+writing at their pace: its excess is refused at once, before its token is even looked up, and its own quota
+(api/quotas.py) still applies to what it starts. (Made-up credentials, a different one a request, still compete
+with the desks for the rate; they are answered 401 once started.)
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ class Admission:
         self._burst = max(overload_rate / 10, 1.0)
         self._budget = self._burst
         self._refilled = time.monotonic()
+        self._shares: dict[str, tuple[float, float, float]] = {}
+        """Credential -> (writes it may start, when counted, when it last asked), kept while overloaded."""
 
     @property
     def shedding(self) -> bool:
@@ -38,23 +47,41 @@ class Admission:
     def _overloaded(self, now: float) -> bool:
         return now - self._last_refusal < OVERLOAD_MEMORY
 
-    def refuses(self) -> bool:
-        """Whether a write may not start now (and, if so, note the overload)."""
+    def refuses(self, credential: str = "") -> bool:
+        """Whether a write sent with `credential` (its Authorization header) may not start now (and, if so, note
+        the overload)."""
         now = time.monotonic()
-        if self.in_flight < self.max_in_flight and self._within_rate(now):
+        if self.in_flight < self.max_in_flight and self._within_rate(now, credential):
             return False
         self._last_refusal = now
         return True
 
-    def _within_rate(self, now: float) -> bool:
-        """Whether the overload rate lets one more write start now (and, if so, count it)."""
+    def _within_rate(self, now: float, credential: str) -> bool:
+        """Whether the overload rate, and this credential's share of it, let one more write start now (and, if
+        so, count it)."""
         if not self._rate:
             return True
-        self._budget = min(self._burst, self._budget + (now - self._refilled) * self._rate)
+        # One write more than the burst may wait in the budget: the share kept free, so that a write from a quiet
+        # credential finds the budget not just emptied by a busy one.
+        self._budget = min(self._burst + 1, self._budget + (now - self._refilled) * self._rate)
         self._refilled = now
         if not self._overloaded(now):
+            self._shares.clear()
             return True  # writes start as they come
-        if self._budget < 1:
+        share = self._share(now, credential)
+        if self._budget < 1 or share < 1:
             return False
         self._budget -= 1
+        self._shares[credential] = (share - 1, now, now)
         return True
+
+    def _share(self, now: float, credential: str) -> float:
+        """The writes `credential` may start now: one when it first asks, then its part of the rate."""
+        if len(self._shares) > 1024:  # a flood of made-up credentials: forget those gone quiet
+            self._shares = {c: s for c, s in self._shares.items() if now - s[2] < OVERLOAD_MEMORY}
+        active = sum(1 for _, _, asked in self._shares.values() if now - asked < OVERLOAD_MEMORY)
+        available, counted, _ = self._shares.get(credential, (1.0, now, now))
+        rate = self._rate / (active + 1)  # a share kept free: a desk that was quiet finds the budget not all taken
+        available = min(1.0, available + (now - counted) * rate)
+        self._shares[credential] = (available, now, now)
+        return available

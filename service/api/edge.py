@@ -168,7 +168,7 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             finished(204, fast_path=False)
             return
         writing = method in _WRITES
-        if writing and admission.refuses():
+        if writing and admission.refuses(headers.get("authorization", "")):
             # Shed at once what cannot be done soon: queued writes would time out at the client anyway, and the
             # event loop they would crowd is the one every reader shares.
             status, answer, body = _problem(

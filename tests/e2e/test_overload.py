@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
 
 import httpx
 
@@ -72,3 +73,55 @@ async def overloaded(base_url: str, database_url: str, desk: dict[str, str]) -> 
         await asyncio.sleep(1.1)  # no longer overloaded: a write is seen at once again
         fourth = (await publish("fourth")).json()["id"]
         assert (await client.get(timeline)).json()["posts"][0]["id"] == fourth
+
+
+def test_a_desk_keeps_publishing_while_a_script_floods_with_its_own_token(
+    admin_dsn: str, template_database: str
+) -> None:
+    """A runaway script floods the publish route with 16 connections and its own token; meanwhile a desk publishes
+    once a second with its token. While overloaded the process starts only its overload rate of writes a second,
+    shared between the credentials writing (api/admission.py), so every one of the desk's posts is taken while
+    the script's excess is shed with 503 at once."""
+    database_url = fresh_database(admin_dsn, template_database)
+    env = environment(DATABASE_URL=database_url, LIVELINE_MAX_WRITES_IN_FLIGHT="2")  # so this client can overload it
+    tokens = {
+        name: liveline("token", "create", "--name", name, "--role", "editor", env=env).stdout.strip()
+        for name in ("script", "desk")
+    }
+    server = start_server(env)
+    try:
+        script, desk = asyncio.run(flooded(server.base_url, tokens))
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    assert desk == [201] * len(desk), f"the desk was refused while the script flooded: {desk}"
+    assert script[503] > 10 * script[201], f"the script was not shed: {script}"
+
+
+async def flooded(base_url: str, tokens: dict[str, str]) -> tuple[Counter[int], list[int]]:
+    auth = {name: {"Authorization": f"Bearer {token}"} for name, token in tokens.items()}
+    script: Counter[int] = Counter()
+    desk: list[int] = []
+    limits = httpx.Limits(max_connections=16)
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as flood,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+    ):
+        await client.post("/v1/coverages", json={"id": "night", "title": "Night"}, headers=auth["desk"])
+        stop = asyncio.Event()
+
+        async def runaway() -> None:
+            while not stop.is_set():
+                answer = await flood.post("/v1/coverages/night/posts", json={"body": paragraph("spam")}, headers=auth["script"])
+                script[answer.status_code] += 1
+
+        floods = [asyncio.create_task(runaway()) for _ in range(16)]
+        await asyncio.sleep(1.0)  # the flood is on: the process is overloaded
+        for n in range(5):
+            answer = await client.post(
+                "/v1/coverages/night/posts", json={"body": paragraph(f"desk {n}")}, headers=auth["desk"]
+            )
+            desk.append(answer.status_code)
+            await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*floods)
+    return script, desk

@@ -43,17 +43,29 @@ def test_a_refusal_makes_the_process_overloaded_and_the_rate_then_holds(clock: C
     assert gate.refuses()  # beyond the in-flight limit
     assert gate.shedding
     gate.in_flight = 0
-    assert started(gate, 5) == 1  # a tenth of a second's writes (one) may start at once, then none
-    clock.now += 0.1
-    assert started(gate, 5) == 1
+    assert started(gate, 5) == 1  # one write may start at once, then none
+    clock.now += 0.2
+    assert started(gate, 5) == 1  # one credential writing: its share is half the rate, one kept free
     clock.now += 0.5
-    assert started(gate, 20) == 1  # the budget does not pile up beyond a tenth of a second
+    assert started(gate, 20) == 1  # the budget does not pile up beyond one write
     taken = 0
-    for _ in range(100):  # a flood over half a second (every refusal keeps the process overloaded)
+    for _ in range(200):  # a flood over a second (every refusal keeps the process overloaded)
         clock.now += 0.005
         taken += started(gate, 3)
-    assert 4 <= taken <= 6  # 10 a second
+    assert 4 <= taken <= 6  # 5 a second
     assert gate.shedding
+
+
+def test_the_rate_holds_however_many_credentials_share_it(clock: Clock) -> None:
+    gate = Admission(max_in_flight=1, overload_rate=10)
+    gate.in_flight = 1
+    assert gate.refuses()
+    gate.in_flight = 0
+    taken = 0
+    for step in range(200):  # a second of writes from 50 credentials, each asking 20 times a second
+        clock.now += 0.005
+        taken += sum(not gate.refuses(f"Bearer {step % 10 * 5 + n}") for n in range(5))
+    assert taken <= 12  # the rate, and at most one write more at once
 
 
 def test_the_rate_lapses_once_refusals_stop(clock: Clock) -> None:
@@ -72,3 +84,31 @@ def test_no_rate_means_only_the_in_flight_limit(clock: Clock) -> None:
     assert gate.refuses()
     gate.in_flight = 0
     assert started(gate, 50) == 50
+
+
+def test_while_overloaded_a_flooding_credential_cannot_take_the_writes_of_a_desk(clock: Clock) -> None:
+    """One script floods with its token; a desk publishes once every two seconds with its own. The script gets at
+    most its share of the rate, and every one of the desk's writes starts."""
+    gate = Admission(max_in_flight=1, overload_rate=10)
+    gate.in_flight = 1
+    assert gate.refuses("Bearer script")
+    gate.in_flight = 0
+    script = desk = desk_refused = 0
+    for step in range(2000):  # ten seconds, a step every 5 ms
+        clock.now += 0.005
+        script += sum(not gate.refuses("Bearer script") for _ in range(3))  # 600 attempts a second
+        if step % 400 == 399:
+            if gate.refuses("Bearer desk"):
+                desk_refused += 1
+            else:
+                desk += 1
+    assert gate.shedding
+    assert (desk, desk_refused) == (5, 0)
+    assert 40 <= script <= 55, script  # half the rate (its share beside one kept free), not all of it
+
+
+def test_a_quiet_process_shares_nothing_out(clock: Clock) -> None:
+    """Shares only count while overloaded: below the in-flight limit every credential writes as fast as it likes."""
+    gate = Admission(max_in_flight=4, overload_rate=10)
+    assert sum(not gate.refuses("Bearer one") for _ in range(500)) == 500
+    assert sum(not gate.refuses("Bearer two") for _ in range(500)) == 500
