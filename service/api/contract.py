@@ -1,6 +1,7 @@
 """What the OpenAPI document states beyond what litestar derives from the handlers, so that it says exactly what
 the server enforces: request objects that refuse unknown fields are closed (`additionalProperties: false`), the
-strings in their lists carry their length limits, and an optional query or header parameter is documented without
+strings in their lists carry their length limits, a `timezone` is one of the names accepted, a post takes `byline`
+or `contributors` but not both, and an optional query or header parameter is documented without
 the `null` its Python default stands for (absent is the only null a query or header can say; a generator that
 took the `null` literally sends an empty value or the text `null`, which the server refuses), and a string query
 parameter is at least one character long (the edge refuses empty values). It also adds the OpenAPI links that let
@@ -54,6 +55,7 @@ def state_exactly(document: OpenAPI) -> None:
             component.additional_properties = False
             _limit_list_items(component, closed[name])
             _list_time_zones(component)
+            _one_of_byline_and_contributors(component)
     for item in (document.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(item, method, None)
@@ -162,6 +164,12 @@ def _list_time_zones(component: Schema) -> None:
     if isinstance(found, Schema):
         names = (name.replace("+", "\\+") for name in sorted(commands.time_zones()))  # `+` is their one special
         found.pattern = "^(?:" + "|".join(names) + ")$"
+
+
+def _one_of_byline_and_contributors(component: Schema) -> None:
+    """A post takes `byline` (shorthand for one contributor) or `contributors`, never both keys."""
+    if {"byline", "contributors"} <= set(component.properties or {}):
+        component.schema_not = Schema(required=["byline", "contributors"])
 
 
 def _limit_list_items(component: Schema, struct: type[Struct]) -> None:

@@ -14,6 +14,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from service.domain.blocks import Body, clean_body
 from service.domain.errors import (
+    BylineAndContributors,
     CoverageAlreadyEnded,
     CoverageAlreadyExists,
     CoverageNotFound,
@@ -135,7 +136,7 @@ def _contributors(
 ) -> list[Contributor] | None:
     """Sanitised contributors from either field; None when neither was given."""
     if contributors is not UNSET and byline is not UNSET:
-        raise InvalidField("give either byline or contributors, not both", field="byline")
+        raise BylineAndContributors("give either byline or contributors, not both", field="byline")
     if byline is not UNSET:
         return [] if byline is None else [Contributor(name=clean_text(byline, "byline"))]
     if contributors is UNSET:

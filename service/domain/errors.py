@@ -33,6 +33,10 @@ class UnknownTimeZone(DomainError):
     """A time zone name that is not one of the IANA names accepted (the OpenAPI document lists them)."""
 
 
+class BylineAndContributors(DomainError):
+    """A post given both `byline` and `contributors` (the OpenAPI document excludes it: `not` both required)."""
+
+
 class NoSuchPostToPin(DomainError):
     """A pin names a post the coverage does not have. Not a PostNotFound: the pin itself is there to change; what
     is wrong is the request's content."""

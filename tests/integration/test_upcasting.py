@@ -69,6 +69,8 @@ async def test_byline_shorthand_and_its_conflicts(api: Api) -> None:
     await api.open()
     post = (await api.publish(byline="Jeremy Gahagan")).json()
     assert post["contributors"] == [{"name": "Jeremy Gahagan"}]
-    assert_problem(await api.publish(byline="A", contributors=[{"name": "B"}]), 422)
+    both = assert_problem(await api.publish(byline="A", contributors=[{"name": "B"}]), 400)
+    assert both["type"] == "urn:liveline:problem:byline-and-contributors"
+    assert_problem(await api.publish(byline=None, contributors=[{"name": "B"}]), 400)  # both keys: the document says not
     assert_problem(await api.publish(contributors=[{"name": "B", "shoe_size": 9}]), 400)
     assert_problem(await api.publish(contributors=[{"name": "<script>x</script>"}]), 422)
