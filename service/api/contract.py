@@ -1,9 +1,10 @@
 """What the OpenAPI document states beyond what litestar derives from the handlers, so that it says exactly what
 the server enforces: request objects that refuse unknown fields are closed (`additionalProperties: false`), the
 strings in their lists carry their length limits, a `timezone` is one of the names accepted, a post takes `byline`
-or `contributors` but not both, and an optional query or header parameter is documented without
-the `null` its Python default stands for (absent is the only null a query or header can say; a generator that
-took the `null` literally sends an empty value or the text `null`, which the server refuses), and a string query
+or `contributors` but not both, a URL carries no control characters, and an optional query or header parameter is
+documented without the `null` its Python default stands for (absent is the only null a query or header can say; a
+generator that took the `null` literally sends an empty value or the text `null`, which the server refuses), and a
+string query
 parameter is at least one character long (the edge refuses empty values). It also adds the OpenAPI links that let
 a generic client (or schemathesis's stateful phase) chain the newsroom's work: open a coverage, publish, edit,
 pin, retract, and follow a timeline's cursor to its changes; and the NDJSON form of the audit feed beside its JSON
@@ -56,6 +57,7 @@ def state_exactly(document: OpenAPI) -> None:
             _limit_list_items(component, closed[name])
             _list_time_zones(component)
             _one_of_byline_and_contributors(component)
+            _urls_without_controls(component)
     for item in (document.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(item, method, None)
@@ -164,6 +166,13 @@ def _list_time_zones(component: Schema) -> None:
     if isinstance(found, Schema):
         names = (name.replace("+", "\\+") for name in sorted(commands.time_zones()))  # `+` is their one special
         found.pattern = "^(?:" + "|".join(names) + ")$"
+
+
+def _urls_without_controls(component: Schema) -> None:
+    """A block's `url` is what a write accepts (blocks.URL_PATTERN), narrower than what stored events hold."""
+    found = (component.properties or {}).get("url")
+    if isinstance(found, Schema) and found.pattern is not None:
+        found.pattern = blocks.URL_PATTERN
 
 
 def _one_of_byline_and_contributors(component: Schema) -> None:

@@ -30,6 +30,7 @@ log = logging.getLogger("liveline.api")
 DOMAIN_PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     errors.CoverageNotFound: (404, "coverage-not-found", "Coverage not found"),
     errors.PostNotFound: (404, "post-not-found", "Post not found"),
+    errors.MalformedUrl: (400, "malformed-url", "Not an http(s) URL without control characters"),
     errors.BylineAndContributors: (400, "byline-and-contributors", "Both byline and contributors given"),
     errors.UnknownTimeZone: (400, "unknown-time-zone", "Not an IANA time zone name"),
     errors.NoSuchPostToPin: (422, "no-such-post", "No such post to pin"),

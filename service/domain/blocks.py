@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from service.domain.errors import InvalidField
+from service.domain.errors import MalformedUrl
 from service.domain.markup import clean_text
 
 Text = Annotated[str, Meta(min_length=1, max_length=20_000)]
@@ -22,6 +22,11 @@ WebUrl = Annotated[
         pattern=f"^[hH][tT][tT][pP][sS]?://[^{_SPACE}/$.?#][^{_SPACE}]*$", max_length=2_048, description="http(s) URL"
     ),
 ]
+"""What a stored URL may be (events decode with it, so it never narrows)."""
+URL_PATTERN = f"^[hH][tT][tT][pP][sS]?://[^{_SPACE}\\x00-\\x1f\\x7f/$.?#][^{_SPACE}\\x00-\\x1f\\x7f]*$"
+"""What a URL sent in a post may be: no control characters either. Checked on every write (`clean_block`, whole
+string) and stated in the OpenAPI document (api/contract.py); WebUrl, which older events were stored under, stays
+as it was."""
 EmbedProvider = Literal["twitter", "youtube", "instagram", "facebook", "tiktok", "other"]
 
 
@@ -69,7 +74,7 @@ Body = Annotated[list[Block], Meta(min_length=1, max_length=200)]
 
 
 NOT_TEXT = frozenset({"url", "provider"})
-_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f/$.?#][^\s\x00-\x1f\x7f]*", re.IGNORECASE)
+_URL = re.compile(URL_PATTERN)
 
 
 def clean_block(block: Block, where: str) -> Block:
@@ -78,8 +83,8 @@ def clean_block(block: Block, where: str) -> Block:
     for name in block.__struct_fields__:
         value = getattr(block, name)
         if name == "url" and not _URL.fullmatch(value):
-            # the schema pattern's `$` would let a trailing newline through; fullmatch does not
-            raise InvalidField(f"{where}.url must be an http(s) URL without control characters", field=f"{where}.url")
+            # Python's `$` would let a trailing newline through; fullmatch does not
+            raise MalformedUrl(f"{where}.url must be an http(s) URL without control characters", field=f"{where}.url")
         if name in NOT_TEXT or value is None:
             continue
         if isinstance(value, list):

@@ -33,6 +33,10 @@ class UnknownTimeZone(DomainError):
     """A time zone name that is not one of the IANA names accepted (the OpenAPI document lists them)."""
 
 
+class MalformedUrl(DomainError):
+    """A URL in a post that is not http(s) or carries control characters (the OpenAPI document excludes it)."""
+
+
 class BylineAndContributors(DomainError):
     """A post given both `byline` and `contributors` (the OpenAPI document excludes it: `not` both required)."""
 

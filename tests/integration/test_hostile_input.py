@@ -156,3 +156,14 @@ async def test_a_json_body_is_held_to_its_documented_types(api: Api) -> None:
     assert_problem(await api.client.put("/v1/coverages/kherson/pinned", json={"post_id": 7}, headers=api.auth()), 400)
     assert await api.event_count() == count
     assert (await api.publish(key_event=True)).status_code == 201, "the documented type is still taken"
+
+
+async def test_a_url_with_control_characters_is_outside_the_document_and_refused(api: Api) -> None:
+    await api.open()
+    count = await api.event_count()
+    for url in ("https://example.com/\x01", "https://example.com/a\n", "https://example.com/\x7f"):
+        block = {"type": "image", "url": url, "alt": "a"}
+        refused = assert_problem(await api.publish(body=[block]), 400)
+        assert refused["type"] in ("urn:liveline:problem:malformed-url", "urn:liveline:problem:invalid-request"), refused
+    assert await api.event_count() == count
+    assert (await api.publish(body=[{"type": "image", "url": "https://example.com/a", "alt": "a"}])).status_code == 201
