@@ -15,16 +15,21 @@ That rate is shared fairly between the credentials writing (each `Authorization`
 each may start at most its share (the rate over their number plus one, so that a share is always left for a desk
 that was quiet), so one runaway script flooding with its token cannot take the writes of the desks that keep
 writing at their pace: its excess is refused at once, before its token is even looked up, and its own quota
-(api/quotas.py) still applies to what it starts. (Made-up credentials, a different one a request, still compete
-with the desks for the rate; they are answered 401 once started.)
+(api/quotas.py) still applies to what it starts. A credential counts as itself once this process has answered it
+with anything but 401 (`trust`); until then it shares one part with every other credential not known yet, so a
+flood of made-up tokens, a new one a request, is one writer among the desks and not thousands.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 OVERLOAD_MEMORY = 1.0
 """Seconds after the last refusal during which the process counts as overloaded."""
+UNKNOWN = "\x00unknown"
+"""The one share of every credential not known yet (no header value can be it: it has a NUL)."""
+KNOWN_CREDENTIALS = 10_000
 
 
 class Admission:
@@ -38,6 +43,21 @@ class Admission:
         self._refilled = time.monotonic()
         self._shares: dict[str, tuple[float, float, float]] = {}
         """Credential -> (writes it may start, when counted, when it last asked), kept while overloaded."""
+        self._known: OrderedDict[str, None] = OrderedDict()
+        """Credentials this process answered with anything but 401, the most recent last."""
+
+    def knows(self, credential: str) -> bool:
+        return credential in self._known
+
+    def trust(self, credential: str, status: int) -> None:
+        """Note how a request with this credential was answered: 401 forgets it, anything else makes it known."""
+        if status == 401:
+            self._known.pop(credential, None)
+            return
+        self._known[credential] = None
+        self._known.move_to_end(credential)
+        if len(self._known) > KNOWN_CREDENTIALS:
+            self._known.popitem(last=False)
 
     @property
     def shedding(self) -> bool:
@@ -68,11 +88,12 @@ class Admission:
         if not self._overloaded(now):
             self._shares.clear()
             return True  # writes start as they come
-        share = self._share(now, credential)
+        key = credential if self.knows(credential) else UNKNOWN
+        share = self._share(now, key)
         if self._budget < 1 or share < 1:
             return False
         self._budget -= 1
-        self._shares[credential] = (share - 1, now, now)
+        self._shares[key] = (share - 1, now, now)
         return True
 
     def _share(self, now: float, credential: str) -> float:

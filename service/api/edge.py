@@ -232,6 +232,8 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             await app(scope, receive, send_with_edge)
         finally:
             admission.in_flight -= writing
+            if "authorization" in headers:
+                admission.trust(headers["authorization"], status_sent)
             logs.request_id.reset(token)
             finished(status_sent, fast_path=False)
 

@@ -90,6 +90,8 @@ def test_while_overloaded_a_flooding_credential_cannot_take_the_writes_of_a_desk
     """One script floods with its token; a desk publishes once every two seconds with its own. The script gets at
     most its share of the rate, and every one of the desk's writes starts."""
     gate = Admission(max_in_flight=1, overload_rate=10)
+    for known in ("Bearer script", "Bearer desk"):
+        gate.trust(known, 201)  # both answered before: known credentials, each its own share
     gate.in_flight = 1
     assert gate.refuses("Bearer script")
     gate.in_flight = 0
@@ -112,3 +114,24 @@ def test_a_quiet_process_shares_nothing_out(clock: Clock) -> None:
     gate = Admission(max_in_flight=4, overload_rate=10)
     assert sum(not gate.refuses("Bearer one") for _ in range(500)) == 500
     assert sum(not gate.refuses("Bearer two") for _ in range(500)) == 500
+
+
+def test_made_up_credentials_share_one_part_and_a_known_desk_keeps_writing(clock: Clock) -> None:
+    """A flood with a new made-up token every request: all of them together are one writer beside the desk, whose
+    token this process has answered before. A credential answered 401 is forgotten."""
+    gate = Admission(max_in_flight=1, overload_rate=10)
+    gate.trust("Bearer desk", 200)
+    gate.in_flight = 1
+    assert gate.refuses("Bearer made-up 0")
+    gate.in_flight = 0
+    flood = desk = 0
+    for step in range(2000):  # ten seconds
+        clock.now += 0.005
+        flood += sum(not gate.refuses(f"Bearer made-up {step}-{n}") for n in range(3))
+        if step % 400 == 399:
+            desk += not gate.refuses("Bearer desk")
+    assert desk == 5
+    assert 40 <= flood <= 55, flood  # one share between them all
+    assert gate.knows("Bearer desk")
+    gate.trust("Bearer desk", 401)  # revoked: from now on it is one of the unknown
+    assert gate.knows("Bearer script") is False and not gate.knows("Bearer desk")
