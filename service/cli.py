@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
-import logging
 import os
 import resource
 import signal
@@ -123,7 +122,6 @@ def main() -> None:
         settings = Settings.from_env()
     except BadConfiguration as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(level=settings.log_level, format="%(message)s")
     logs.configure(settings.log_level)
 
 

@@ -53,8 +53,10 @@ class Handoff(logging.handlers.QueueHandler):
 
 
 def configure(level: str) -> None:
-    """Send the `liveline` loggers to stderr as JSON, through a writer thread (idempotent)."""
+    """Send the `liveline` loggers to stderr as JSON, through a writer thread, and other libraries' (alembic's,
+    granian's) to stderr as plain lines, at `level` (idempotent: the CLI and each worker's app call it)."""
     global _writer_pid
+    logging.basicConfig(level=level.upper(), format="%(message)s")  # does nothing once the root has a handler
     logger = logging.getLogger("liveline")
     logger.setLevel(level.upper())
     if _writer_pid == os.getpid():
