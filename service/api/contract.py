@@ -72,7 +72,7 @@ def state_exactly(document: OpenAPI) -> None:
             for status, links in LINKS.get(operation.operation_id or "", {}).items():
                 answer = (operation.responses or {})[status]
                 assert not isinstance(answer, Reference)
-                answer.links = {name: link for name, link in links.items()}
+                answer.links = dict(links)
 
 
 STREAMED = {"readEventFeed": ("application/x-ndjson", "FeedEntry")}
