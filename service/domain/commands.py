@@ -49,7 +49,7 @@ from service.domain.state import CoverageState, PostState
 
 CoverageId = Annotated[str, Meta(pattern=COVERAGE_ID.pattern, description="slug")]
 Title = Annotated[str, Meta(min_length=1, max_length=300)]
-Summary = Annotated[str, Meta(max_length=2_000)]
+Summary = Annotated[str, Meta(min_length=1, max_length=2_000)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Editors = Annotated[list[Name], Meta(max_length=50)]
 TimezoneName = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/London")]

@@ -75,6 +75,6 @@ def clean_text(text: str, field: str) -> str:
         url_schemes=set(LINK_SCHEMES),
         link_rel="noopener noreferrer",
     )
-    if not cleaned.strip():
+    if not nh3.clean(cleaned, tags=set()).strip():  # allowed tags with nothing in them (`<b></b>`) say nothing either
         raise InvalidField(f"{field} is empty once markup is removed", field=field)
     return cleaned

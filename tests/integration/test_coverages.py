@@ -30,6 +30,9 @@ async def test_bad_coverage_fields_are_refused(api: Api) -> None:
     assert assert_problem(await api.open(timezone="Mars/Olympus"), 400)["type"] == "urn:liveline:problem:unknown-time-zone"
     assert_problem(await api.open(title="x" * 301), 400)
     assert_problem(await api.open(colour="red"), 400)
+    assert_problem(await api.open(summary=""), 400)  # the document says at least one character
+    for empty in ("<span></span>", "<b> </b>", "<br>"):  # allowed by the document, empty once markup is removed
+        assert_problem(await api.open(summary=empty), 422)
     await api.open()
     assert_problem(await api.client.patch("/v1/coverages/kherson", json={}, headers=api.auth()), 422)
     assert await api.event_count() == 1
