@@ -41,8 +41,8 @@ class Admission:
         self._burst = max(overload_rate / 10, 1.0)
         self._budget = self._burst
         self._refilled = time.monotonic()
-        self._shares: dict[str, tuple[float, float, float]] = {}
-        """Credential -> (writes it may start, when counted, when it last asked), kept while overloaded."""
+        self._shares: dict[str, tuple[float, float]] = {}
+        """Credential -> (writes it may start, when it last asked and was counted), kept while overloaded."""
         self._known: OrderedDict[str, None] = OrderedDict()
         """Credentials this process answered with anything but 401, the most recent last."""
 
@@ -93,16 +93,16 @@ class Admission:
         if self._budget < 1 or share < 1:
             return False
         self._budget -= 1
-        self._shares[key] = (share - 1, now, now)
+        self._shares[key] = (share - 1, now)
         return True
 
     def _share(self, now: float, credential: str) -> float:
         """The writes `credential` may start now: one when it first asks, then its part of the rate."""
         if len(self._shares) > 1024:  # a flood of made-up credentials: forget those gone quiet
-            self._shares = {c: s for c, s in self._shares.items() if now - s[2] < OVERLOAD_MEMORY}
-        active = sum(1 for _, _, asked in self._shares.values() if now - asked < OVERLOAD_MEMORY)
-        available, counted, _ = self._shares.get(credential, (1.0, now, now))
+            self._shares = {c: s for c, s in self._shares.items() if now - s[1] < OVERLOAD_MEMORY}
+        active = sum(1 for _, asked in self._shares.values() if now - asked < OVERLOAD_MEMORY)
+        available, asked = self._shares.get(credential, (1.0, now))
         rate = self._rate / (active + 1)  # a share kept free: a desk that was quiet finds the budget not all taken
-        available = min(1.0, available + (now - counted) * rate)
-        self._shares[credential] = (available, now, now)
+        available = min(1.0, available + (now - asked) * rate)
+        self._shares[credential] = (available, now)
         return available

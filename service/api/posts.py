@@ -67,11 +67,12 @@ def expected_revision(header: str | None) -> int | None:
     """The revision If-Match requires, or None for none. An empty If-Match is an empty list of entity tags (RFC 9110
     section 13.1.1 allows it): no revision matches it, so the edit is refused with 412 as a stale one is (no post
     is at revision 0)."""
-    if header is None or header.strip() == "*":
+    value = None if header is None else header.strip()
+    if value is None or value == "*":
         return None
-    if not header.strip():
+    if not value:
         return 0
-    match = _IF_MATCH.match(header.strip())
+    match = _IF_MATCH.match(value)
     if match is None:
         raise ClientException('If-Match must be the post\'s ETag, e.g. "3"')
     return int(match[1])

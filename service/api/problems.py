@@ -184,8 +184,7 @@ _DESCRIPTIONS = {
     422: (
         "Allowed by this document but refused for what it says: unsafe markup, text empty once markup is removed, "
         "a reused Idempotency-Key, nothing to change, a pin naming no post of the coverage, a cursor, page token "
-        "or as_of this API did not hand out "
-        "(or one ahead of the log)"
+        "or as_of this API did not hand out (or one ahead of the log)"
     ),
     429: "The token is over its write quota; Retry-After says when to try again",
     503: "The database is unavailable, or the service is shedding writes; retry after Retry-After",
@@ -204,7 +203,7 @@ def _types_by_status() -> dict[int, list[str]]:
     found: dict[int, set[str]] = {status: set(slugs) for status, slugs in _ELSEWHERE.items()}
     for status, (slug, _) in _HTTP_PROBLEMS.items():
         found.setdefault(status, set()).add(slug)
-    for status, slug, _ in [*DOMAIN_PROBLEMS.values(), *UNUSABLE_PROBLEMS.values()]:
+    for status, slug, _ in _REFUSALS.values():
         found.setdefault(status, set()).add(slug)
     return {status: sorted(slugs) for status, slugs in found.items()}
 

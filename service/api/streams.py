@@ -25,10 +25,10 @@ from service.api.changes import Changes, read_changes, wait_for_change
 from service.api.coverages import find_coverage
 from service.api.cursors import decode_cursor, encode_cursor
 from service.api.live import CoverageVersions, SharedReads
-from service.api.unusable import InvalidCursor, UnusableValue
+from service.api.unusable import InvalidCursor
 from service.api.views import CoverageView, coverage_view, post_view, tombstone
 from service.config import Settings
-from service.domain.errors import DomainError
+from service.domain.errors import Refusal
 from service.store.pool import DATABASE_FAULTS, snapshot
 
 log = logging.getLogger("liveline.readers")
@@ -83,7 +83,7 @@ async def messages(
                 log.warning("stream of %s: database unavailable (%s); retrying", coverage_id, type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            except (DomainError, UnusableValue) as exc:  # the read model no longer knows this point: start over
+            except Refusal as exc:  # the read model no longer knows this point: let the client start over
                 log.warning("stream of %s ends: %s", coverage_id, exc.detail)
                 return
             cursor = batch.changes.upto

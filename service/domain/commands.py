@@ -294,9 +294,10 @@ def decide_pin(
 ) -> list[EventData]:
     """Pinning the post already pinned changes nothing and appends nothing."""
     current = require_live(coverage, coverage_id)
-    if post is None or post.coverage_id != coverage_id:
-        raise NoSuchPostToPin(f"coverage {coverage_id!r} has no post {post_id} to pin", post_id=post_id)
-    require_unretracted(post, coverage_id, post_id)
+    try:
+        require_unretracted(post, coverage_id, post_id)
+    except PostNotFound as exc:  # the pin is there to change; what names nothing is the request's body
+        raise NoSuchPostToPin(f"coverage {coverage_id!r} has no post {post_id} to pin", post_id=post_id) from exc
     if current.pinned_post_id == post_id:
         return []
     return [PostPinned()]

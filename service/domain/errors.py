@@ -87,7 +87,8 @@ class IdempotencyKeyReused(DomainError):
 
 
 class InvalidField(DomainError):
-    """A field with a value the rules refuse (time zone, empty text, byline and contributors)."""
+    """A field with a value the rules refuse beyond what the OpenAPI document states (an id that is no slug, text
+    empty once markup is removed)."""
 
 
 class BeyondTheLog(DomainError):
