@@ -60,8 +60,9 @@ class Server(Protocol):
 class Supervisor:
     """Restarts the embedded server when it dies, so a crash at night heals without a human.
 
-    A thread in `liveline serve`'s own process (not a worker): it looks once a second, and while the server is
-    down the service answers 503 with Retry-After; pools and the LISTEN connection reconnect by themselves.
+    A thread in `liveline serve`'s own process (not a worker): it looks once a second and starts the server when
+    it finds it down twice in a row; while the server is down the service answers 503 with Retry-After; pools and
+    the LISTEN connection reconnect by themselves.
     """
 
     def __init__(self, server: Server, every: float = 1.0) -> None:
@@ -80,9 +81,15 @@ class Supervisor:
         self._thread.join(timeout=30)
 
     def _watch(self) -> None:
+        down_before = False
         while not self._stopping.wait(self._every):
-            if self._server.running():
+            down = not self._server.running()
+            if not (down and down_before):
+                # Down at one look only: an operator's `pg_ctl restart` is between its stop and its start (a few
+                # milliseconds); starting a server then would race theirs. Down at two looks a second apart: dead.
+                down_before = down
                 continue
+            down_before = False
             log.warning("the embedded PostgreSQL is down; starting it again")
             try:
                 self._server.start_again()
