@@ -21,7 +21,7 @@ from service.api.dependencies import DEPENDENCIES
 from service.api.edge import edge
 from service.api.health import health, ready
 from service.api.live import CoverageVersions, RenderedPages, SharedReads
-from service.api.metrics import MetricsController, count_statement
+from service.api.metrics import SQL_STATEMENTS, MetricsController, count_statement
 from service.api.posts import PostController, get_post, get_post_history
 from service.api.problems import internal_error, problem_plugin
 from service.api.quotas import WriteQuotas
@@ -32,7 +32,7 @@ from service.config import Settings
 from service.projections import read_model
 from service.store import schema
 from service.store.listen import ChangeListener
-from service.store.pool import create_pool
+from service.store.pool import Statements, create_pool
 
 VERSION = metadata.version("liveline")
 """From the installed package (pyproject.toml), so the document and the package never disagree."""
@@ -89,22 +89,19 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 timeouts=timeouts,
             )
             opened.push_async_callback(pool.close)
-            # The fast path's timeline renders (api/fast_path.py) and token lookups (api/auth.py): one statement
-            # each, so no reset query on release.
-            page_pool = await create_pool(
+            # The timeline renders (api/timeline.py) and token lookups (api/auth.py): one statement each.
+            statements = Statements(
                 settings.database_url,
-                1,
                 PAGE_POOL_SIZE,
-                count_statement,
                 {**timeouts, "application_name": PAGE_POOL_NAME},
-                single_statements=True,
+                SQL_STATEMENTS.inc,
             )
-            opened.push_async_callback(page_pool.close)
+            opened.push_async_callback(statements.close)
             async with pool.acquire() as conn:
                 if not await schema.is_at_head(conn):
                     raise NotMigrated("the database is not migrated to head: run `liveline migrate`")
             app.state.pool = pool
-            app.state.page_pool = page_pool
+            app.state.statements = statements
             reads: SharedReads = app.state.reads
 
             def forget(coverage_id: str) -> None:

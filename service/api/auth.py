@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from service.store.pool import one_statement
+from service.store.pool import Statements
 from service.store.tokens import Role, TokenHolder, find_holder
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="liveline"'}
@@ -28,10 +27,9 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenH
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise NotAuthorizedException("Authorization must be `Bearer <token>`", headers=CHALLENGE)
-    # One statement: the single-statement pool lends it without a reset query (a round trip per write saved).
-    pool: asyncpg.Pool = connection.app.state.page_pool
-    async with one_statement(pool) as conn:
-        holder = await find_holder(conn, token)
+    # One statement, on a connection lent for it alone (store/pool.py's Statements: no reset query per write).
+    statements: Statements = connection.app.state.statements
+    holder = await find_holder(statements, token)
     if holder is None:
         raise NotAuthorizedException("unknown or revoked token", headers=CHALLENGE)
     return holder

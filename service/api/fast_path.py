@@ -61,7 +61,7 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 class FastPath:
     """`state` is the app's: its versions, rendered pages, shared reads and known posts, and once the app has
-    started its pools (`pool`, and `page_pool` for timeline pages)."""
+    started its pools (`pool`, and `statements` for timeline pages)."""
 
     def __init__(self, app: ASGIApp, settings: Settings, state: State, admission: Admission) -> None:
         self._app = app
@@ -107,8 +107,8 @@ class FastPath:
         route = _TIMELINE.match(scope["path"])
         parameters = None if route is None else plain_parameters(scope["query_string"])
         query = None if parameters is None else plain_query(parameters)
-        pool = self._state.get("page_pool")
-        if route is None or query is None or pool is None:
+        pool, statements = self._state.get("pool"), self._state.get("statements")
+        if route is None or query is None or pool is None or statements is None:
             return None
         coverage_id = route[1]
         try:
@@ -120,7 +120,9 @@ class FastPath:
                 query_string=scope["query_string"],
                 headers=headers,
                 coverage_id=coverage_id,
-                render=partial(live_page, pool, self._state.known_posts, self._settings, coverage_id, query, False),
+                render=partial(
+                    live_page, pool, statements, self._state.known_posts, self._settings, coverage_id, query, False
+                ),
                 cache_control=self._cache_control,
             )
         except Exception:  # an unknown coverage, a database fault, anything: litestar answers it, documented

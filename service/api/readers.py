@@ -82,7 +82,14 @@ class ReaderController(Controller):
             request,
             coverage_id=coverage_id,
             render=partial(
-                timeline.live_page, pool, request.app.state.known_posts, settings, coverage_id, query, as_jsonld
+                timeline.live_page,
+                pool,
+                request.app.state.statements,
+                request.app.state.known_posts,
+                settings,
+                coverage_id,
+                query,
+                as_jsonld,
             ),
             cache_control=public_cache_control(settings),
             media_type=media_type,

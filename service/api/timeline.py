@@ -26,7 +26,7 @@ from service.domain.ids import is_coverage_id, is_post_id
 from service.domain.state import CoverageState, PostState, Timeline, replay
 from service.projections import read_model
 from service.store import events
-from service.store.pool import Connection, one_statement, snapshot
+from service.store.pool import Connection, Statements, snapshot
 
 Order = Literal["newest", "oldest"]
 
@@ -99,6 +99,7 @@ def page_content(
 
 async def live_page(
     pool: asyncpg.Pool,
+    statements: Statements,
     known: read_model.KnownPosts,
     settings: Settings,
     coverage_id: str,
@@ -106,18 +107,18 @@ async def live_page(
     as_jsonld: bool,
 ) -> tuple[int, object]:
     """(the coverage version read, the page): the common page in one statement (two when it shows a post this
-    process has not read at its current version), a page `around` a post in one snapshot."""
+    process has not read at its current version) through `statements`, a page `around` a post in one snapshot of
+    `pool`."""
     if query.around is None:
-        async with one_statement(pool) as pooled:
-            read = await read_model.timeline_page(
-                pooled,
-                coverage_id,
-                limit=query.limit + 1,
-                order=query.order,
-                past=query.past,
-                key_events_only=query.key_events,
-                known=known,
-            ) if is_coverage_id(coverage_id) else None  # fmt: skip
+        read = await read_model.timeline_page(
+            statements,
+            coverage_id,
+            limit=query.limit + 1,
+            order=query.order,
+            past=query.past,
+            key_events_only=query.key_events,
+            known=known,
+        ) if is_coverage_id(coverage_id) else None  # fmt: skip
         if read is None:
             raise coverage_not_found(coverage_id)
         shown, more = read.posts[: query.limit], len(read.posts) > query.limit

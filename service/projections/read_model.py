@@ -13,7 +13,7 @@ import msgspec
 from service.domain.events import RecordedEvent
 from service.domain.state import CoverageState, PostState, evolve
 from service.store.events import HEAD_COLUMNS, HEAD_JOIN, Head, head_of
-from service.store.pool import Connection
+from service.store.pool import Connection, RowSource
 
 Order = Literal["newest", "oldest"]
 
@@ -249,7 +249,7 @@ _POST = msgspec.json.Decoder(PostState)
 
 
 async def timeline_page(
-    conn: Connection,
+    rows: RowSource,
     coverage_id: str,
     *,
     limit: int,
@@ -265,7 +265,7 @@ async def timeline_page(
     read. Otherwise a second statement reads the page again with every state (a later snapshot, whole in itself).
     """
     newest, bound = _direction(order, past)
-    row = await conn.fetchrow(_PAGE_KEYS[newest, key_events_only], coverage_id, bound, limit)
+    row = await rows.fetchrow(_PAGE_KEYS[newest, key_events_only], coverage_id, bound, limit)
     if row is None:
         return None
     pinned_key = row["pinned"]
@@ -273,7 +273,7 @@ async def timeline_page(
     if held is not None:
         coverage = CoverageRow(_COVERAGE.decode(row["state"]), row["latest_post_id"])
         return PageRead(coverage, held[: len(row["posts"])], held[-1] if pinned_key else None)
-    row = await conn.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
+    row = await rows.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
     if row is None:
         return None
     posts = [_POST.decode(state) for state in row["posts"]]

@@ -10,7 +10,7 @@ from typing import Literal
 import asyncpg
 from msgspec import Struct
 
-from service.store.pool import Connection
+from service.store.pool import Connection, RowSource
 
 Role = Literal["editor", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("editor", "auditor", "admin")
@@ -69,10 +69,10 @@ async def revoke_token(conn: Connection, name: str) -> bool:
     return status != "UPDATE 0"
 
 
-async def find_holder(conn: Connection, token: str) -> TokenHolder | None:
+async def find_holder(rows: RowSource, token: str) -> TokenHolder | None:
     if not token.startswith(_PREFIX):
         return None
-    row = await conn.fetchrow(_FIND, _digest(token))
+    row = await rows.fetchrow(_FIND, _digest(token))
     return None if row is None else TokenHolder(row["name"], row["role"])
 
 
