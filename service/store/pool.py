@@ -102,7 +102,12 @@ class Statements:
     """
 
     def __init__(self, dsn: str, size: int, settings: dict[str, str], counted: Callable[[], None]) -> None:
-        self._dsn, self._size, self._settings, self._counted = dsn, size, settings, counted
+        self._dsn, self._size, self._counted = dsn, size, counted
+        # Generic plans: these few statements are prepared once per connection and run thousands of times a
+        # second, and each of them is an index scan whatever its parameters. Left to choose, PostgreSQL planned
+        # a timeline page afresh at every run (the generic plan's estimate, an average over coverages, looked
+        # dearer than a custom one's): 0.25 ms of planning for 0.05 ms of execution in a 100,000-post table.
+        self._settings = {"plan_cache_mode": "force_generic_plan", **settings}
         self._idle: list[asyncpg.Connection] = []
         self._open = 0
         """Connections open or being opened, lent or idle."""
