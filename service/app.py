@@ -28,6 +28,7 @@ from service.api.quotas import WriteQuotas
 from service.api.readers import ReaderController
 from service.api.request_bodies import strict_body
 from service.api.transparency import Logs, TransparencyController
+from service.api.views import EncodedPosts
 from service.config import Settings
 from service.projections import read_model
 from service.store import schema
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 "pages": pages,
                 "reads": SharedReads(),
                 "known_posts": known_posts,
+                "encoded_posts": EncodedPosts(),
                 "quotas": WriteQuotas(settings.write_quota_per_minute, settings.write_quota_burst),
                 "logs": Logs(keys.signer(settings)),
             }

@@ -121,7 +121,15 @@ class FastPath:
                 headers=headers,
                 coverage_id=coverage_id,
                 render=partial(
-                    live_page, pool, statements, self._state.known_posts, self._settings, coverage_id, query, False
+                    live_page,
+                    pool,
+                    statements,
+                    self._state.known_posts,
+                    self._state.encoded_posts,
+                    self._settings,
+                    coverage_id,
+                    query,
+                    False,
                 ),
                 cache_control=self._cache_control,
             )

@@ -86,6 +86,7 @@ class ReaderController(Controller):
                 pool,
                 request.app.state.statements,
                 request.app.state.known_posts,
+                request.app.state.encoded_posts,
                 settings,
                 coverage_id,
                 query,

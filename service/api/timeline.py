@@ -19,7 +19,7 @@ from service.api import jsonld
 from service.api.coverages import coverage_not_found, find_coverage
 from service.api.cursors import decode_page, encode_cursor, encode_page
 from service.api.unusable import InvalidAsOf, InvalidPageToken
-from service.api.views import TimelinePage, coverage_view, post_view
+from service.api.views import EncodedPosts, EncodedTimelinePage, TimelinePage, coverage_view, post_view
 from service.config import Settings
 from service.domain.errors import CoverageNotFound, PostNotFound
 from service.domain.ids import is_coverage_id, is_post_id
@@ -97,10 +97,28 @@ def page_content(
     )
 
 
+def live_page_content(
+    read: read_model.PageRead, encoded: EncodedPosts, query: PageQuery, settings: Settings
+) -> EncodedTimelinePage:
+    """`page_content` of a live JSON page, each post's JSON made at most once per state (a page is rendered
+    at every change; its posts mostly have not changed)."""
+    coverage = read.coverage.state
+    shown, more = read.posts[: query.limit], len(read.posts) > query.limit
+    pinned_id = coverage.pinned_post_id
+    return EncodedTimelinePage(
+        coverage=coverage_view(coverage, read.coverage.latest_post_id, settings.poll_interval),
+        pinned=encoded.of(read.pinned, pinned_id) if read.pinned else None,
+        posts=[encoded.of(p, pinned_id) for p in shown],
+        next=encode_page(query.order, shown[-1].sequence) if more and shown else None,
+        cursor=encode_cursor(coverage.id, coverage.version),
+    )
+
+
 async def live_page(
     pool: asyncpg.Pool,
     statements: Statements,
     known: read_model.KnownPosts,
+    encoded: EncodedPosts,
     settings: Settings,
     coverage_id: str,
     query: PageQuery,
@@ -121,6 +139,8 @@ async def live_page(
         ) if is_coverage_id(coverage_id) else None  # fmt: skip
         if read is None:
             raise coverage_not_found(coverage_id)
+        if not as_jsonld:
+            return read.coverage.state.version, live_page_content(read, encoded, query, settings)
         shown, more = read.posts[: query.limit], len(read.posts) > query.limit
         row = read.coverage
         return row.state.version, page_content(

@@ -13,6 +13,8 @@ from service.domain.blocks import Block
 from service.domain.events import Contributor, PostEdited, PostRedacted, PostRetracted, RecordedEvent
 from service.domain.state import CoverageState, PostState
 
+_encoder = msgspec.json.Encoder()
+
 
 class CoverageView(Struct, frozen=True, kw_only=True):
     id: str
@@ -59,6 +61,17 @@ class TimelinePage(Struct, frozen=True, kw_only=True):
     coverage: CoverageView
     pinned: PostView | None
     posts: list[PostView]
+    next: str | None
+    cursor: str
+
+
+class EncodedTimelinePage(Struct, frozen=True, kw_only=True):
+    """A `TimelinePage` as sent, its posts already encoded (`EncodedPosts`): the same fields in the same order,
+    so the same bytes (tests/unit/test_views.py holds them equal). `TimelinePage` is what the document shows."""
+
+    coverage: CoverageView
+    pinned: msgspec.Raw | None
+    posts: list[msgspec.Raw]
     next: str | None
     cursor: str
 
@@ -139,6 +152,32 @@ def post_view(post: PostState, pinned_post_id: str | None) -> PostView:
         published_at=post.published_at,
         updated_at=post.updated_at,
     )
+
+
+class EncodedPosts:
+    """Each recent post's JSON as a timeline page shows it, encoded once: a page rendered after a change
+    re-encodes only the posts that changed, not the twenty it shows.
+
+    A post's JSON is kept with the state object it was made from and used only for that very object, which
+    `KnownPosts` hands out until the post changes or is forgotten (a rebuild, an erasure): so it can never
+    outlive what it shows. The oldest made leaves first, as in `KnownPosts`.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._held: dict[str, tuple[PostState, bool, msgspec.Raw]] = {}
+
+    def of(self, post: PostState, pinned_post_id: str | None) -> msgspec.Raw:
+        pinned = post.id == pinned_post_id
+        held = self._held.get(post.id)
+        if held is not None and held[0] is post and held[1] == pinned:
+            return held[2]
+        encoded = msgspec.Raw(_encoder.encode(post_view(post, pinned_post_id)))
+        self._held.pop(post.id, None)
+        self._held[post.id] = (post, pinned, encoded)
+        if len(self._held) > self._capacity:
+            del self._held[next(iter(self._held))]
+        return encoded
 
 
 def tombstone(post: PostState, *, full: bool = False) -> Tombstone:
