@@ -232,12 +232,27 @@ SELECT c.state::text,
        ARRAY({posts}) AS posts
 FROM coverages c WHERE c.id = $1
 """
-# Which posts a page shows, at which version: a small answer, checked against the posts this process holds.
+# Which posts a page shows, at which version: a small answer, checked against the posts this process holds. Two
+# plain arrays rather than an array of rows: asyncpg decodes them for a fifth less (a composite makes a record each).
+_KEYS = """
+SELECT c.state::text,
+       (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
+        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
+       (SELECT ROW(p.id, p.changed_version) FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
+       page.ids, page.versions
+FROM coverages c, LATERAL (
+    SELECT coalesce(array_agg(id ORDER BY sequence {direction}), '{{}}') AS ids,
+           coalesce(array_agg(changed_version ORDER BY sequence {direction}), '{{}}') AS versions
+    FROM ({posts}) shown
+) page
+WHERE c.id = $1
+"""
 _PAGE_KEYS = {
-    key: _PAGE.format(
-        what="ROW(p.id, p.changed_version)", posts=query.replace("SELECT state ", "SELECT ROW(id, changed_version) ")
+    (newest, key_events): _KEYS.format(
+        posts=query.replace("SELECT state ", "SELECT id, changed_version, sequence "),
+        direction="DESC" if newest else "ASC",
     )
-    for key, query in _TIMELINE.items()
+    for (newest, key_events), query in _TIMELINE.items()
 }
 # The page with its states, as JSON text decoded straight into their types (no dict built, then converted).
 _PAGES = {
@@ -268,11 +283,11 @@ async def timeline_page(
     row = await rows.fetchrow(_PAGE_KEYS[newest, key_events_only], coverage_id, bound, limit)
     if row is None:
         return None
-    pinned_key = row["pinned"]
-    held = known.at([*row["posts"], *([pinned_key] if pinned_key else [])])
+    pinned_key, ids = row["pinned"], row["ids"]
+    held = known.at([*zip(ids, row["versions"], strict=True), *([pinned_key] if pinned_key else [])])
     if held is not None:
         coverage = CoverageRow(_COVERAGE.decode(row["state"]), row["latest_post_id"])
-        return PageRead(coverage, held[: len(row["posts"])], held[-1] if pinned_key else None)
+        return PageRead(coverage, held[: len(ids)], held[-1] if pinned_key else None)
     row = await rows.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
     if row is None:
         return None
