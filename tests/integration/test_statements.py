@@ -133,3 +133,21 @@ async def test_a_closed_lender_refuses_and_wakes_its_waiters(database_url: str) 
     with pytest.raises(asyncpg.InterfaceError):
         await statements.fetchrow("SELECT 1")
     assert await backends(database_url) == 0
+
+
+async def test_a_connection_handed_to_a_borrower_cancelled_in_the_same_moment_is_not_lost(database_url: str) -> None:
+    # The race, set up by hand: the connection is given back (to the waiter) and the waiter is cancelled before
+    # it runs again. Through the private pair, since no public call can place both in one loop iteration.
+    statements = lender(database_url, 1, [])
+    try:
+        held = await statements._borrow()
+        waiting = asyncio.create_task(statements.fetchrow("SELECT 1 AS one"))
+        await asyncio.sleep(0.05)
+        statements._give_back(held)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        row = await asyncio.wait_for(statements.fetchrow("SELECT 4 AS four"), 5)
+        assert row is not None and row["four"] == 4, "the connection came back from the cancelled borrower"
+    finally:
+        await statements.close()
