@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
     pages = RenderedPages(settings.rendered_cache_size)
     versions = CoverageVersions(on_advance=pages.drop_older)
     known_posts = read_model.KnownPosts()
+    encoded_posts = EncodedPosts()
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
@@ -109,9 +110,11 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 pages.forget(coverage_id)
                 reads.forget(coverage_id)
                 known_posts.forget(coverage_id)
+                encoded_posts.forget(coverage_id)
 
             def connected(listening: bool, epoch: int) -> None:
                 known_posts.forget()  # the reader tables may have been rebuilt meanwhile (a new fold)
+                encoded_posts.forget()
                 versions.connected(listening, epoch)
 
             listener = ChangeListener(settings.database_url, versions.observe, connected, forget)
@@ -153,7 +156,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
                 "pages": pages,
                 "reads": SharedReads(),
                 "known_posts": known_posts,
-                "encoded_posts": EncodedPosts(),
+                "encoded_posts": encoded_posts,
                 "quotas": WriteQuotas(settings.write_quota_per_minute, settings.write_quota_burst),
                 "logs": Logs(keys.signer(settings)),
             }

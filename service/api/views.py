@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Literal
 
@@ -159,8 +160,9 @@ class EncodedPosts:
     re-encodes only the posts that changed, not the twenty it shows.
 
     A post's JSON is kept with the state object it was made from and used only for that very object, which
-    `KnownPosts` hands out until the post changes or is forgotten (a rebuild, an erasure): so it can never
-    outlive what it shows. The oldest made leaves first, as in `KnownPosts`.
+    `KnownPosts` hands out until the post changes or is forgotten: a changed post is encoded afresh. Whatever
+    `KnownPosts` forgets (a rebuild, an erasure) this forgets at the same moment, so erased content is not kept
+    in memory either. The oldest made leaves first, as in `KnownPosts`.
     """
 
     def __init__(self, capacity: int = 10_000) -> None:
@@ -178,6 +180,16 @@ class EncodedPosts:
         if len(self._held) > self._capacity:
             del self._held[next(iter(self._held))]
         return encoded
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The JSON held, oldest first."""
+        return iter([bytes(encoded) for _, _, encoded in self._held.values()])
+
+    def forget(self, coverage_id: str | None = None) -> None:
+        """Every post, or one coverage's."""
+        held = self._held.items()
+        for post_id in [i for i, (post, _, _) in held if coverage_id is None or post.coverage_id == coverage_id]:
+            del self._held[post_id]
 
 
 def tombstone(post: PostState, *, full: bool = False) -> Tombstone:

@@ -89,6 +89,10 @@ async def create_pool(
     return pool
 
 
+CONNECT_TIMEOUT = 5.0
+"""Seconds `Statements` waits for a new connection."""
+
+
 class Statements:
     """Up to `size` connections, each lent for one statement and given back as soon as its row is read: the
     edge's timeline renders and every request's token lookup, thousands a second.
@@ -117,8 +121,8 @@ class Statements:
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         conn = await self._borrow()
-        self._counted()
         try:
+            self._counted()
             row = await conn.fetchrow(query, *args)
         except BaseException:
             conn.terminate()
@@ -135,11 +139,15 @@ class Statements:
                 waiter.set_exception(asyncpg.InterfaceError("the connections are closed"))
         idle, self._idle = self._idle, []
         self._open -= len(idle)
-        for conn in idle:
-            try:
-                await asyncio.wait_for(conn.close(), 5)
-            except Exception:  # it goes either way: gracefully or not
-                conn.terminate()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True), 5)
+        except TimeoutError:
+            pass
+        finally:  # what did not close gracefully (or in time, or before this was cancelled) is cut off
+            for conn in idle:
+                if not conn.is_closed():
+                    conn.terminate()
+        # Connections out on loan are closed as they come back (`_give_back`).
 
     async def _borrow(self) -> asyncpg.Connection:
         if self._closed:
@@ -157,19 +165,28 @@ class Statements:
         try:
             handed = await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # handed something just as the borrower was cancelled
+            # Handed something just as the borrower was cancelled: pass it on. (An exception set by `close()`
+            # is dropped: the cancellation is what the borrower raises.)
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()
                 if handed is None:
                     self._free_slot()
                 else:
                     self._give_back(handed)
             raise
-        return handed if handed is not None else await self._connect()
+        if handed is not None:
+            return handed
+        if self._closed:  # the right to open one came before `close()`
+            self._free_slot()
+            raise asyncpg.InterfaceError("the connections are closed")
+        return await self._connect()
 
     async def _connect(self) -> asyncpg.Connection:
         """A new connection in a slot already counted in `_open`; the slot is freed if it cannot be opened."""
         try:
-            conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+            # A short wait: token lookups borrow here, so a database that does not answer must fail requests in
+            # seconds (503), not in asyncpg's default minute per waiting borrower.
+            conn = await asyncpg.connect(self._dsn, server_settings=self._settings, timeout=CONNECT_TIMEOUT)
             try:
                 await init_connection(conn)
             except BaseException:

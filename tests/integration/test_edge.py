@@ -220,7 +220,7 @@ def edge_renders() -> float:
 def forget_renders(api: Api) -> None:
     """This process forgets every rendered page and every post state it read: the next read renders anew."""
     state = api.client.app.state
-    for held in (state.pages, state.reads, state.known_posts):
+    for held in (state.pages, state.reads, state.known_posts, state.encoded_posts):
         held.forget("kherson")
 
 
