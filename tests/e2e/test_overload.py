@@ -116,7 +116,16 @@ async def flooded(base_url: str, tokens: dict[str, str], made_up: bool) -> tuple
         async def runaway() -> None:
             while not stop.is_set():
                 headers = {"Authorization": f"Bearer ll_{secrets.token_urlsafe(32)}"} if made_up else auth["script"]
-                answer = await flood.post("/v1/coverages/night/posts", json={"body": paragraph("spam")}, headers=headers)
+                try:
+                    answer = await flood.post(
+                        "/v1/coverages/night/posts", json={"body": paragraph("spam")}, headers=headers
+                    )
+                except httpx.TransportError:
+                    # Once in several runs one of the flood's connections is dropped under it (a fresh-clone run
+                    # met it once: a ReadError while the answer's headers were awaited). Shedding a flood may
+                    # cost its client a connection; what is asserted here is the desk's answers and the shedding.
+                    script[0] += 1
+                    continue
                 script[answer.status_code] += 1
 
         floods = [asyncio.create_task(runaway()) for _ in range(16)]
