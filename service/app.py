@@ -37,10 +37,10 @@ from service.store.pool import Statements, create_pool
 
 VERSION = metadata.version("liveline")
 """From the installed package (pyproject.toml), so the document and the package never disagree."""
-PAGE_POOL_SIZE = 4
-"""Connections for the edge's timeline renders and every request's token lookup, beside the main pool: each is
-lent for one statement at a time, so a few keep PostgreSQL busy."""
-PAGE_POOL_NAME = "liveline pages"
+STATEMENT_CONNECTIONS = 4
+"""Connections (`Statements`) for the timeline renders and every request's token lookup, beside the main pool:
+each is lent for one statement at a time, so a few keep PostgreSQL busy."""
+STATEMENTS_NAME = "liveline pages"
 """Their application_name, as pg_stat_activity shows it."""
 
 
@@ -94,8 +94,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             # The timeline renders (api/timeline.py) and token lookups (api/auth.py): one statement each.
             statements = Statements(
                 settings.database_url,
-                PAGE_POOL_SIZE,
-                {**timeouts, "application_name": PAGE_POOL_NAME},
+                STATEMENT_CONNECTIONS,
+                {**timeouts, "application_name": STATEMENTS_NAME},
                 SQL_STATEMENTS.inc,
             )
             opened.push_async_callback(statements.close)

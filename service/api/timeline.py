@@ -19,7 +19,7 @@ from service.api import jsonld
 from service.api.coverages import coverage_not_found, find_coverage
 from service.api.cursors import decode_page, encode_cursor, encode_page
 from service.api.unusable import InvalidAsOf, InvalidPageToken
-from service.api.views import EncodedPosts, EncodedTimelinePage, TimelinePage, coverage_view, post_view
+from service.api.views import EncodedPosts, EncodedTimelinePage, coverage_view
 from service.config import Settings
 from service.domain.errors import CoverageNotFound, PostNotFound
 from service.domain.ids import is_coverage_id, is_post_id
@@ -84,31 +84,18 @@ def page_content(
     query: PageQuery,
     settings: Settings,
     as_jsonld: bool,
+    encoded: EncodedPosts | None = None,
 ) -> object:
+    """A page as sent: JSON-LD, or a `TimelinePage` with each post's JSON from `encoded` (the process's, for a
+    live page: a page is rendered at every change, and its posts mostly have not changed) or made for this page."""
     if as_jsonld:
         return jsonld.live_blog_posting(coverage, shown, settings.public_url.rstrip("/"))
     pinned_id = coverage.pinned_post_id
-    return TimelinePage(
-        coverage=coverage_view(coverage, latest, settings.poll_interval),
-        pinned=post_view(pinned, pinned_id) if pinned else None,
-        posts=[post_view(p, pinned_id) for p in shown],
-        next=encode_page(query.order, shown[-1].sequence) if more and shown else None,
-        cursor=encode_cursor(coverage.id, coverage.version),
-    )
-
-
-def live_page_content(
-    read: read_model.PageRead, encoded: EncodedPosts, query: PageQuery, settings: Settings
-) -> EncodedTimelinePage:
-    """`page_content` of a live JSON page, each post's JSON made at most once per state (a page is rendered
-    at every change; its posts mostly have not changed)."""
-    coverage = read.coverage.state
-    shown, more = read.posts[: query.limit], len(read.posts) > query.limit
-    pinned_id = coverage.pinned_post_id
+    of = (EncodedPosts() if encoded is None else encoded).of
     return EncodedTimelinePage(
-        coverage=coverage_view(coverage, read.coverage.latest_post_id, settings.poll_interval),
-        pinned=encoded.of(read.pinned, pinned_id) if read.pinned else None,
-        posts=[encoded.of(p, pinned_id) for p in shown],
+        coverage=coverage_view(coverage, latest, settings.poll_interval),
+        pinned=of(pinned, pinned_id) if pinned else None,
+        posts=[of(p, pinned_id) for p in shown],
         next=encode_page(query.order, shown[-1].sequence) if more and shown else None,
         cursor=encode_cursor(coverage.id, coverage.version),
     )
@@ -139,12 +126,10 @@ async def live_page(
         ) if is_coverage_id(coverage_id) else None  # fmt: skip
         if read is None:
             raise coverage_not_found(coverage_id)
-        if not as_jsonld:
-            return read.coverage.state.version, live_page_content(read, encoded, query, settings)
         shown, more = read.posts[: query.limit], len(read.posts) > query.limit
         row = read.coverage
         return row.state.version, page_content(
-            row.state, row.latest_post_id, shown, more, read.pinned, query, settings, as_jsonld
+            row.state, row.latest_post_id, shown, more, read.pinned, query, settings, as_jsonld, encoded
         )
     async with snapshot(pool) as conn:
         row = await find_coverage(conn, coverage_id)

@@ -293,7 +293,7 @@ async def test_a_page_rereads_only_what_this_process_does_not_hold(api: Api) -> 
 
 
 async def test_a_page_connection_killed_under_the_edge_is_replaced(api: Api, admin_dsn: str) -> None:
-    from service.app import PAGE_POOL_NAME
+    from service.app import STATEMENTS_NAME
     from service.store.pool import connect
 
     url = await storied(api)
@@ -301,7 +301,7 @@ async def test_a_page_connection_killed_under_the_edge_is_replaced(api: Api, adm
     conn = await connect(api.database_url)
     try:
         killed = await conn.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", PAGE_POOL_NAME
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", STATEMENTS_NAME
         )
     finally:
         await conn.close()

@@ -1,4 +1,4 @@
-"""A live timeline page built from posts encoded once (`EncodedPosts`) sends the bytes `TimelinePage` would."""
+"""A timeline page built from posts encoded once (`EncodedPosts`) sends the bytes `TimelinePage` would."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from service.api.timeline import PageQuery, live_page_content, page_content
-from service.api.views import EncodedPosts, TimelinePage
+from service.api.cursors import encode_cursor, encode_page
+from service.api.timeline import PageQuery, page_content
+from service.api.views import EncodedPosts, TimelinePage, coverage_view, post_view
 from service.config import Settings
 from service.domain.blocks import Paragraph
 from service.domain.events import Contributor
@@ -52,12 +53,20 @@ def coverage(pinned: str | None, version: int) -> CoverageState:
 
 
 def both(read: PageRead, encoded: EncodedPosts, query: PageQuery) -> tuple[bytes, bytes]:
+    """(a `TimelinePage` of the read, encoded whole: the reference; the page as sent, from `encoded`)."""
     settings = Settings()
     shown, more = read.posts[: query.limit], len(read.posts) > query.limit
-    state = read.coverage.state
-    plain = page_content(state, read.coverage.latest_post_id, shown, more, read.pinned, query, settings, False)
-    assert isinstance(plain, TimelinePage)
-    return msgspec.json.encode(plain), msgspec.json.encode(live_page_content(read, encoded, query, settings))
+    coverage, pinned_id = read.coverage.state, read.coverage.state.pinned_post_id
+    plain = TimelinePage(
+        coverage=coverage_view(coverage, read.coverage.latest_post_id, settings.poll_interval),
+        pinned=post_view(read.pinned, pinned_id) if read.pinned else None,
+        posts=[post_view(p, pinned_id) for p in shown],
+        next=encode_page(query.order, shown[-1].sequence) if more and shown else None,
+        cursor=encode_cursor(coverage.id, coverage.version),
+    )
+    latest = read.coverage.latest_post_id
+    sent = page_content(coverage, latest, shown, more, read.pinned, query, settings, False, encoded)
+    return msgspec.json.encode(plain), msgspec.json.encode(sent)
 
 
 def test_encoded_posts_send_the_same_bytes_and_follow_every_change_of_a_post_and_of_the_pin() -> None:
