@@ -58,6 +58,7 @@ import httpx
 import psutil
 
 from bench.polls import free_port, wait_ready
+from service.config import Settings
 
 HOST = "127.0.0.1"
 COVERAGE = "fanout"
@@ -601,6 +602,7 @@ def floor_per_stream(n: int, args: argparse.Namespace, deadline: float) -> float
     server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--workers", "1",
          "--backlog", "65535", "--backpressure", str(max(raise_nofile() - 256, 1024)), "--no-access-log",
+         "--http1-buffer-size", str(Settings.from_env().http1_buffer_bytes),
          "--port", str(port), "bench.baseline:hold"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip

@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import httpx
 
+from service.config import Settings
+
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
@@ -108,7 +110,8 @@ def main() -> None:
     )  # fmt: skip
     baseline = subprocess.Popen(
         [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--workers", "1",
-         "--port", str(baseline_port), "--no-access-log", "bench.baseline:app"],
+         "--port", str(baseline_port), "--no-access-log", "--http1-buffer-size", str(Settings.from_env().http1_buffer_bytes),
+         "bench.baseline:app"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     try:

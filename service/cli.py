@@ -133,6 +133,7 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
     """Serve the HTTP API through granian (ASGI, uvloop); embedded PostgreSQL unless DATABASE_URL is set."""
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     settings = Settings.from_env()
@@ -155,6 +156,9 @@ def serve(host: str, port: int, workers: int, migrate_first: bool) -> None:
             # would stall the 1,025th reader and every publish behind it. The kernel caps the queue at somaxconn.
             backlog=LISTEN_BACKLOG,
             backpressure=max(open_files - 256, 1024) // workers,
+            # Every open stream keeps its connection's buffers: at granian's least HTTP/1 buffer a held stream
+            # costs ~17 KiB, at its default (408 KiB) ~28 KiB, which caps the audience one process can hold.
+            http1_settings=HTTP1Settings(max_buffer_size=settings.http1_buffer_bytes),
         ).serve()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
 from msgspec import Struct
@@ -17,6 +18,7 @@ ENVIRONMENT = {
     "cache_max_age": "LIVELINE_CACHE_MAX_AGE",
     "cache_stale_while_revalidate": "LIVELINE_CACHE_STALE_WHILE_REVALIDATE",
     "max_body_bytes": "LIVELINE_MAX_BODY_BYTES",
+    "http1_buffer_bytes": "LIVELINE_HTTP1_BUFFER_BYTES",
     "poll_interval": "LIVELINE_POLL_INTERVAL",
     "rendered_cache_size": "LIVELINE_RENDERED_CACHE_SIZE",
     "stream_keepalive": "LIVELINE_STREAM_KEEPALIVE",
@@ -37,6 +39,10 @@ ENVIRONMENT = {
 }
 
 
+HTTP1_BUFFER_LEAST = 8192
+"""The least HTTP/1 buffer granian (hyper) takes."""
+
+
 class BadConfiguration(ValueError):
     """An environment variable that does not read as its setting."""
 
@@ -51,6 +57,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     """Seconds a shared cache or browser may serve a public read without asking again."""
     cache_stale_while_revalidate: int = 30
     max_body_bytes: int = 256 * 1024
+    http1_buffer_bytes: Annotated[int, msgspec.Meta(ge=HTTP1_BUFFER_LEAST)] = HTTP1_BUFFER_LEAST
+    """granian's HTTP/1 buffer per connection (`--http1-buffer-size`): a request's head must fit in it (431
+    otherwise; bodies are read through it in pieces). At the least granian allows, an open stream costs the
+    process about 17 KiB; at any larger size about 28 KiB (bench/fanout.py's floor)."""
     poll_interval: int = 5
     """Seconds a reader should wait between polls of a live coverage (advised in responses)."""
     rendered_cache_size: int = 2_000

@@ -72,6 +72,19 @@ def test_serve_refuses_an_unmigrated_external_database_unless_told_to_migrate(ad
         assert migrated.stop() == 0
 
 
+def test_the_http1_buffer_is_the_setting(server: RunningServer, admin_dsn: str) -> None:
+    """serve hands LIVELINE_HTTP1_BUFFER_BYTES to granian: its least (the default, which keeps an open stream's
+    memory low) takes a browser's usual head and refuses one that does not fit with a 431; a larger one takes it."""
+    usual, oversized = {"Cookie": "c" * 6_000}, {"Cookie": "c" * 12_000}
+    assert httpx.get(f"{server.base_url}/health", headers=usual).status_code == 200
+    assert httpx.get(f"{server.base_url}/health", headers=oversized).status_code == 431
+    roomy = start_server(environment(DATABASE_URL=server.env["DATABASE_URL"], LIVELINE_HTTP1_BUFFER_BYTES="65536"))
+    try:
+        assert httpx.get(f"{roomy.base_url}/health", headers=oversized).status_code == 200
+    finally:
+        assert roomy.stop() == 0
+
+
 def test_health_and_request_ids(server: RunningServer) -> None:
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
     echoed = httpx.get(f"{server.base_url}/health", headers={"X-Request-ID": "cms-42"})

@@ -14,6 +14,8 @@ def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(BadConfiguration, match="LIVELINE_POOL_MAX_SIZE"):
         Settings.from_env({"LIVELINE_POOL_MAX_SIZE": "ten"})
     assert Settings.from_env({"LIVELINE_POOL_MAX_SIZE": "12"}).pool_max_size == 12
+    with pytest.raises(BadConfiguration, match="LIVELINE_HTTP1_BUFFER_BYTES"):  # below granian's least
+        Settings.from_env({"LIVELINE_HTTP1_BUFFER_BYTES": "4096"})
 
 
 def test_the_cli_refuses_it_with_a_message_and_no_traceback() -> None:
