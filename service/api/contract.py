@@ -66,6 +66,8 @@ def state_exactly(document: OpenAPI) -> None:
             for parameter in operation.parameters or ():
                 if isinstance(parameter, Parameter) and parameter.param_in != ParamType.PATH:
                     _state_parameter(parameter)
+            if operation.responses is not None:
+                operation.responses["431"] = OpenAPIResponse(description=HEAD_TOO_LARGE)
             streamed = STREAMED.get(operation.operation_id or "")
             if streamed is not None:
                 _add_streamed_form(operation.responses or {}, *streamed)
@@ -73,6 +75,14 @@ def state_exactly(document: OpenAPI) -> None:
                 answer = (operation.responses or {})[status]
                 assert not isinstance(answer, Reference)
                 answer.links = dict(links)
+
+
+HEAD_TOO_LARGE = (
+    "The request's head (request line and headers) does not fit the server's HTTP/1 buffer "
+    "(`LIVELINE_HTTP1_BUFFER_BYTES`, 8 KiB by default): refused by the HTTP server before the service reads it, "
+    "with no body. Any operation can answer it."
+)
+"""granian answers it itself; the limit keeps an open stream's memory low (README, *Why polling is cheap*)."""
 
 
 STREAMED = {"readEventFeed": ("application/x-ndjson", "FeedEntry")}
