@@ -203,8 +203,11 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
         if opened is not None:
             EDGE_STREAMS.inc()
             token = logs.request_id.set(request_id)
+            answer_headers = _merged(streams.RAW_HEADERS, dict(extra))
+            headers.clear()  # the request's and the answer's headers are not needed while the stream lasts
+            extra.clear()
             try:
-                await streams.send_stream(send, receive, _merged(streams.RAW_HEADERS, dict(extra)), opened)
+                await streams.send_stream(send, receive, answer_headers, opened)
             finally:
                 logs.request_id.reset(token)
                 finished(200, fast_path=False)

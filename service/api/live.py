@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -25,6 +26,10 @@ class CoverageVersions:
         self._on_advance = on_advance
         self._versions: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._due: dict[int, set[asyncio.Future[None]]] = {}
+        """Waiters by the tick (`TICK`s since the loop's epoch) at which their time is up."""
+        self._ticker: asyncio.TimerHandle | None = None
+        self._ticker_loop: asyncio.AbstractEventLoop | None = None
         self.generation = 0
         self.epoch = 0
         """Identifies the reader tables' current build; a rebuild that swaps them changes it."""
@@ -69,8 +74,10 @@ class CoverageVersions:
         """Until this coverage may have changed, the listener reconnects, the process closes, `seconds` pass or
         `gone` is done (a stream's client left).
 
-        One future and one timer per waiter, nothing more: ten thousand streams wait here at once, and what each
-        wait allocates is what the garbage collector must walk.
+        One future per waiter, nothing more: ten thousand streams wait here at once, and what each wait allocates
+        is what the garbage collector must walk, and what an open stream costs. The time limit is a place in the
+        shared `_due` wheel rather than a timer of its own (a uvloop timer is half a KiB); a wait ends at most a
+        `TICK` or two after `seconds`, never before.
         """
         if seconds <= 0 or self.closing.is_set():
             return
@@ -78,7 +85,13 @@ class CoverageVersions:
         waiter: asyncio.Future[None] = loop.create_future()
         waiters = self._waiters.setdefault(coverage_id, set())
         waiters.add(waiter)
-        timer = loop.call_later(seconds, _release, waiter)
+        if self._ticker_loop is not loop:  # another event loop (tests): the last one's waits ended with it
+            self._due.clear()
+            self._ticker, self._ticker_loop = None, loop
+        due = self._due.setdefault(math.ceil((loop.time() + seconds) / TICK), set())
+        due.add(waiter)
+        if self._ticker is None:
+            self._ticker = loop.call_later(TICK, self._tick, loop)
 
         def left(_gone: asyncio.Future[None]) -> None:
             _release(waiter)
@@ -88,10 +101,21 @@ class CoverageVersions:
         try:
             await waiter
         finally:
-            timer.cancel()
+            due.discard(waiter)
             waiters.discard(waiter)
             if gone is not None:
                 gone.remove_done_callback(left)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every `TICK` while anyone waits: release the waits whose time is up."""
+        now = math.floor(loop.time() / TICK)
+        for tick in [tick for tick in self._due if tick <= now]:
+            _release_slices(list(self._due.pop(tick)), 0)
+        self._ticker = loop.call_later(TICK, self._tick, loop) if self._due else None
+
+
+TICK = 0.1
+"""Seconds between checks of the waits' time limits (see `CoverageVersions.wait`)."""
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

@@ -58,6 +58,34 @@ async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the
     await asyncio.wait_for(asyncio.gather(*others), 5)
 
 
+async def test_a_wait_ends_when_its_time_is_up_or_its_client_leaves_and_leaves_nothing_behind() -> None:
+    """Waits share one ticker instead of a timer each: each still ends at its own time (never before it), a
+    client's leaving ends its wait at once, and a wait ended by a change is dropped from the ticker's wheel."""
+    versions = CoverageVersions()
+    versions.connected(True, epoch=1)
+    loop = asyncio.get_running_loop()
+
+    async def timed(seconds: float) -> float:
+        began = loop.time()
+        await versions.wait("k", seconds)
+        return loop.time() - began
+
+    short, long = asyncio.create_task(timed(0.2)), asyncio.create_task(timed(0.6))
+    waited = await asyncio.wait_for(short, 5)
+    assert waited >= 0.2 and not long.done(), "each wait ends at its own time"
+    assert await asyncio.wait_for(long, 5) >= 0.6
+    gone: asyncio.Future[None] = loop.create_future()
+    left = asyncio.create_task(versions.wait("k", 30, gone))
+    await asyncio.sleep(0)
+    gone.set_result(None)
+    await asyncio.wait_for(left, 1)
+    woken = [asyncio.create_task(versions.wait("k", 30)) for _ in range(100)]
+    await asyncio.sleep(0)
+    versions.observe("k", 2)
+    await asyncio.wait_for(asyncio.gather(*woken), 5)
+    assert sum(len(waiters) for waiters in versions._due.values()) == 0, "ended waits are not kept until their time"
+
+
 async def test_identical_reads_share_one_round_trip_and_its_answer() -> None:
     shared = SharedReads()
     calls = 0
