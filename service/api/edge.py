@@ -204,7 +204,7 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             EDGE_STREAMS.inc()
             token = logs.request_id.set(request_id)
             answer_headers = _merged(streams.RAW_HEADERS, dict(extra))
-            headers.clear()  # the request's and the answer's headers are not needed while the stream lasts
+            headers.clear()  # neither the request's headers nor ours are needed while the stream lasts
             extra.clear()
             try:
                 await streams.send_stream(send, receive, answer_headers, opened)

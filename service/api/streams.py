@@ -120,7 +120,7 @@ async def send_stream(
     leaves (`gone` is done then).
 
     Hand-written rather than litestar's streaming response: that costs a request object, an anyio task group and
-    a second task per stream; this costs one small task waiting for the client to leave.
+    a second task per stream; this costs a callback watching for the client to leave (`_watch_disconnect`).
     """
     gone = _watch_disconnect(receive)
     stream = messages_until(gone)
