@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import metadata
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Receive, Scope, Send
 
 from service import keys, logs
 from service.api.audit import AuditController
@@ -46,6 +48,24 @@ STATEMENTS_NAME = "liveline pages"
 
 class NotMigrated(RuntimeError):
     pass
+
+
+def served(app: Litestar) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """What a `liveline serve` worker hands granian: HTTP requests straight to the edge, lifespan to litestar.
+
+    Litestar's own `__call__` would only mark the scope with the app on the way (done here) and stay on the stack
+    as one more coroutine frame for as long as the request lasts: for an open stream, hours.
+    """
+    assert not app.before_send, "the edge is entered without litestar's before_send hooks"
+    handle = app.asgi_handler
+
+    def enter(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != ScopeType.HTTP:
+            return app(scope, receive, send)
+        scope["app"] = scope["litestar_app"] = app
+        return handle(scope, receive, send)
+
+    return enter
 
 
 def close_streams_on_signals(versions: CoverageVersions) -> None:

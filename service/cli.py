@@ -18,12 +18,12 @@ from typing import TypeVar
 
 import click
 import msgspec
-from litestar import Litestar
+from litestar.types import Receive, Scope, Send
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from service import audit, logs, witness
-from service.app import create_app
+from service.app import create_app, served
 from service.config import BadConfiguration, Settings
 from service.domain.note import NoteError
 from service.embedded import DataFolderFromAnotherMajor, database_url
@@ -45,7 +45,7 @@ def _with_connection(dsn: str, work: Callable[[Connection], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def worker_app() -> Litestar:
+def worker_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """granian's factory in each worker: the app, and the worker ends when `liveline serve` dies.
 
     PR_SET_PDEATHSIG through ctypes because neither granian nor the standard library offers it; without it
@@ -53,7 +53,7 @@ def worker_app() -> Litestar:
     """
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    app = create_app(worker=True)
+    app = served(create_app(worker=True))
     tune_garbage_collector()
     return app
 

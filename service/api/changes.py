@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 import asyncpg
 from msgspec import Struct
@@ -56,15 +57,23 @@ def changes_page(changes: Changes, poll_interval: int) -> ChangesPage:
     )
 
 
+class Waiting(Protocol):
+    """A stream's client, as its waits see it: once `left` is set, the wait it is in (`waiter`) is ended."""
+
+    left: bool
+    waiter: asyncio.Future[None] | None
+
+
 async def wait_for_change(
     versions: CoverageVersions,
     pool: asyncpg.Pool,
     coverage_id: str,
     since: int,
     seconds: float,
-    gone: asyncio.Future[None] | None = None,
+    client: Waiting | None = None,
 ) -> int | None:
-    """Wait until the coverage moves past `since`, `seconds` pass or `gone` is done; returns the version then known.
+    """Wait until the coverage moves past `since`, `seconds` pass or the client leaves; returns the version then
+    known.
 
     Holds no database connection while waiting: notifications wake it. While the LISTEN connection is
     down it checks the database once a second instead, borrowing a connection only for that.
@@ -84,6 +93,14 @@ async def wait_for_change(
         remaining = end - time.monotonic()
         # Only a version past `since` ends the wait. One behind it means this process has not yet heard of a
         # write a reader already saw (a read can beat its NOTIFY): the notification is on its way.
-        if known > since or remaining <= 0 or versions.closing.is_set() or (gone is not None and gone.done()):
+        if known > since or remaining <= 0 or versions.closing.is_set() or (client is not None and client.left):
             return known
-        await versions.wait(coverage_id, remaining if versions.listening else min(remaining, 1.0), gone)
+        waiter, tick = versions.start_wait(coverage_id, remaining if versions.listening else min(remaining, 1.0))
+        if client is not None:
+            client.waiter = waiter
+        try:
+            await waiter
+        finally:
+            if client is not None:
+                client.waiter = None
+            versions.end_wait(coverage_id, waiter, tick)

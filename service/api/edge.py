@@ -102,6 +102,35 @@ def _preflight(path: str, headers: Mapping[str, str], allowed: frozenset[str]) -
     return {}  # answered without permission: the browser refuses the request
 
 
+class _Exchange:
+    """One request as the access log and the request metrics record it, once it is answered.
+
+    An object rather than a closure over the request's locals: a closure would make cells of them, kept for as
+    long as the request lasts, and a stream lasts for hours.
+    """
+
+    __slots__ = ("method", "path", "request_id", "started")
+
+    def __init__(self, method: str, path: str, request_id: str) -> None:
+        self.method, self.path, self.request_id = method, path, request_id
+        self.started = time.perf_counter()
+
+    def finished(self, status: int, fast_path: bool = False) -> None:
+        REQUESTS.labels(self.method, status).inc()
+        if fast_path:
+            FAST.labels(status).inc()
+        access.info(
+            "request",
+            extra={
+                "request_id": self.request_id,
+                "method": self.method,
+                "path": self.path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+            },
+        )
+
+
 def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGIApp:
     """`state` is the app's (what the fast path answers from)."""
     allowed = frozenset(settings.cors_origins)
@@ -114,7 +143,6 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        started = time.perf_counter()
         headers = header_map(scope)
         method, path = cast("str", scope.get("method")), scope["path"]
         head = method == "HEAD"
@@ -123,24 +151,8 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             # does not. Hand-written because litestar routes HEAD only to handlers declared for it.
             scope = cast("Scope", {**scope, "method": "GET"})
         request_id = ids.of(headers.get("x-request-id"))
-        scope.setdefault("state", {})["request_id"] = request_id
+        exchange = _Exchange(method, path, request_id)
         extra = {"X-Request-ID": request_id, **_cors(method, path, headers.get("origin"), allowed)}
-
-        def finished(status: int, fast_path: bool) -> None:
-            REQUESTS.labels(method, status).inc()
-            if fast_path:
-                FAST.labels(status).inc()
-            access.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-
         if path == "/metrics" and not _may_scrape(headers, settings.metrics_token):
             status, answer, body = (
                 _problem(401, "Metrics need their token", "send Authorization: Bearer <LIVELINE_METRICS_TOKEN>", "auth")
@@ -148,34 +160,33 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
                 else _problem(404, "Not found", "metrics are not served: set LIVELINE_METRICS_TOKEN", "not-found")
             )
             await _respond(send, status, {**answer, **extra}, body)
-            finished(status, fast_path=False)
+            exchange.finished(status)
             return
         preflight = _preflight(path, headers, allowed) if method == "OPTIONS" else None
         if preflight is not None:
             await _respond(send, 204, {**preflight, "X-Request-ID": request_id}, b"")
-            finished(204, fast_path=False)
+            exchange.finished(204)
             return
         malformed = _malformed_query(scope["query_string"])
         if malformed is not None:
             # Every parameter of this API takes one value; which of several a framework keeps is not a contract.
             status, answer, body = _problem(400, "Invalid request", malformed, "invalid-request")
             await _respond(send, status, {**answer, **extra}, body)
-            finished(status, fast_path=False)
+            exchange.finished(status)
             return
         methods = routes.allow(path) if method == "OPTIONS" else None  # not on every request: a regex scan
         if methods is not None:
             await _respond(send, 204, {"Allow": methods, **extra}, b"")
-            finished(204, fast_path=False)
+            exchange.finished(204)
             return
-        writing = method in _WRITES
-        if writing and admission.refuses(headers.get("authorization", "")):
+        if method in _WRITES and admission.refuses(headers.get("authorization", "")):
             # Shed at once what cannot be done soon: queued writes would time out at the client anyway, and the
             # event loop they would crowd is the one every reader shares.
             status, answer, body = _problem(
                 503, "Overloaded", "too many writes in progress; retry shortly (same Idempotency-Key)", "overloaded"
             )
             await _respond(send, status, {**answer, "Retry-After": "1", **extra}, body)
-            finished(status, fast_path=False)
+            exchange.finished(status)
             return
         if method in _WITH_BODY:
             buffered = await _read_body(receive, settings.max_body_bytes)
@@ -183,64 +194,80 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
             if misshapen is not None:
                 status, answer, body = misshapen
                 await _respond(send, status, {**answer, **extra}, body)
-                finished(status, fast_path=False)
+                exchange.finished(status)
                 return
             receive = _replay(buffered, receive)
         quick = fast.cached(scope, headers)
         if quick is not None:
             status, answer, body = quick
             await _respond(send, status, {**answer, **extra}, body, head)
-            finished(status, fast_path=True)
+            exchange.finished(status, fast_path=True)
             return
         rendered = await fast.rendered(scope, headers)
         if rendered is not None:
             status, answer, body = rendered
             await _respond(send, status, {**answer, **extra}, body, head)
             EDGE_RENDERS.labels(status).inc()
-            finished(status, fast_path=False)
+            exchange.finished(status)
             return
         opened = None if head else await fast.stream(scope, headers)
         if opened is not None:
             EDGE_STREAMS.inc()
-            token = logs.request_id.set(request_id)
-            answer_headers = _merged(streams.RAW_HEADERS, dict(extra))
-            headers.clear()  # neither the request's headers nor ours are needed while the stream lasts
-            extra.clear()
+            answer_headers = _merged(streams.RAW_HEADERS, extra)
+            coverage_id, cursor = opened
+            del headers, extra, opened  # a stream keeps this frame for hours: not what it no longer needs
             try:
-                await streams.send_stream(send, receive, answer_headers, opened)
+                await streams.send_stream(send, receive, answer_headers, state, coverage_id, cursor, request_id)
             finally:
-                logs.request_id.reset(token)
-                finished(200, fast_path=False)
+                exchange.finished(200)
             return
         if head:
             send, receive = _headers_only(send, receive)
-
-        status_sent = 500
-
-        async def send_with_edge(message: Message) -> None:
-            nonlocal status_sent
-            if message["type"] == "http.response.start":
-                status_sent = message["status"]
-                added = dict(extra)
-                if status_sent in READER_ERRORS and method in ("GET", "HEAD") and "authorization" not in headers:
-                    added.setdefault("Cache-Control", reader_error_cache)  # a cache absorbs floods of bad URLs
-                if status_sent == 405 and (every := routes.allow(path)) is not None:
-                    added["Allow"] = every  # every method of the path, whichever controller has it
-                message["headers"] = _merged(message.get("headers", []), added)
-            await send(message)
-
-        token = logs.request_id.set(request_id)
-        admission.in_flight += writing
-        try:
-            await app(scope, receive, send_with_edge)
-        finally:
-            admission.in_flight -= writing
-            if "authorization" in headers:
-                admission.trust(headers["authorization"], status_sent)
-            logs.request_id.reset(token)
-            finished(status_sent, fast_path=False)
+        await _routed(app, scope, receive, send, extra, headers, exchange, admission, routes, reader_error_cache)
 
     return handle
+
+
+async def _routed(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    extra: dict[str, str],
+    headers: Mapping[str, str],
+    exchange: _Exchange,
+    admission: Admission,
+    routes: Routes,
+    reader_error_cache: str,
+) -> None:
+    """What litestar answers, with the edge's headers added to its answer (its own function, so that the edge's
+    frame, which a stream keeps, holds no closure)."""
+    status_sent = 500
+
+    async def send_with_edge(message: Message) -> None:
+        nonlocal status_sent
+        if message["type"] == "http.response.start":
+            status_sent = message["status"]
+            added = dict(extra)
+            if status_sent in READER_ERRORS and exchange.method in ("GET", "HEAD") and "authorization" not in headers:
+                added.setdefault("Cache-Control", reader_error_cache)  # a cache absorbs floods of bad URLs
+            if status_sent == 405 and (every := routes.allow(scope["path"])) is not None:
+                added["Allow"] = every  # every method of the path, whichever controller has it
+            message["headers"] = _merged(message.get("headers", []), added)
+        await send(message)
+
+    scope.setdefault("state", {})["request_id"] = exchange.request_id
+    token = logs.request_id.set(exchange.request_id)
+    writing = exchange.method in _WRITES
+    admission.in_flight += writing
+    try:
+        await app(scope, receive, send_with_edge)
+    finally:
+        admission.in_flight -= writing
+        if "authorization" in headers:
+            admission.trust(headers["authorization"], status_sent)
+        logs.request_id.reset(token)
+        exchange.finished(status_sent)
 
 
 def _malformed_query(query_string: bytes) -> str | None:

@@ -6,8 +6,8 @@ what proves it answers as litestar would:
   the same `cached_answer` as litestar's handlers (tests/integration/test_edge.py compares bytes and headers);
 - `rendered`: a plain live timeline page not rendered yet, rendered by the function litestar's handler calls
   (`timeline.live_page` through `answer_read`; the same test file compares every kind of page and coding);
-- `stream`: an event stream that opens without an error, with the messages litestar's handler sends
-  (`streams.opening`, `streams.messages`; tests/e2e/test_readers.py compares them).
+- `stream`: an event stream that opens without an error, opened as litestar's handler opens it
+  (`streams.opening`) and sent by the same `streams.send_stream` (tests/e2e/test_readers.py compares them).
 
 Anything else (a token, as_of, around, JSON-LD, a parameter litestar would refuse, any error, 204, HEAD of a
 stream) is left to litestar, which answers it the one documented way.
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import cast
 
 from litestar.datastructures import State
-from litestar.response import ServerSentEventMessage
 from litestar.types import ASGIApp, Message, ReceiveMessage, Scope
 from prometheus_client import Counter
 
@@ -40,8 +40,6 @@ EDGE_STREAMS = Counter("liveline_edge_streams_total", "Event streams served befo
 
 Answer = tuple[int, dict[str, str], bytes]
 """(status, headers, body)."""
-Messages = Callable[[asyncio.Future[None]], AsyncGenerator[ServerSentEventMessage, None]]
-"""A stream's messages until the future given is done (its client left)."""
 
 _CACHED = re.compile(r"^/v1/coverages/([^/]+)(?:/timeline|/changes|/posts/[^/]+(?:/history)?)?$")
 _TIMELINE = re.compile(r"^/v1/coverages/([^/]+)/timeline$")
@@ -136,8 +134,8 @@ class FastPath:
         except Exception:  # an unknown coverage, a database fault, anything: litestar answers it, documented
             return None
 
-    async def stream(self, scope: Scope, headers: Mapping[str, str]) -> Messages | None:
-        """The messages of an event stream that opens without an error, or None."""
+    async def stream(self, scope: Scope, headers: Mapping[str, str]) -> tuple[str, int] | None:
+        """(coverage, cursor) of an event stream that opens without an error, or None."""
         route = _STREAM.match(scope["path"]) if scope.get("method") == "GET" else None
         parameters = None if route is None else plain_parameters(scope["query_string"])
         pool = self._state.get("pool")
@@ -149,9 +147,8 @@ class FastPath:
             start = await streams.opening(pool, route[1], resume)
         except Exception:  # an unknown coverage, a bad cursor, a database fault: litestar answers it, documented
             return None
-        if start is None:
-            return None
-        return partial(streams.messages, self._versions, self._reads, pool, self._settings, route[1], start)
+        # Interned: ten thousand streams of one coverage share one string of its id rather than keep one each.
+        return None if start is None else (sys.intern(route[1]), start)
 
     def _revalidate(self, scope: Scope, variant: tuple[str, str]) -> None:
         """Render the current answer of this read in the background, the way a reader's request would (here for

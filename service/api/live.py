@@ -70,41 +70,35 @@ class CoverageVersions:
         if waiters:
             _release_slices(list(waiters), 0)
 
-    async def wait(self, coverage_id: str, seconds: float, gone: asyncio.Future[None] | None = None) -> None:
-        """Until this coverage may have changed, the listener reconnects, the process closes, `seconds` pass or
-        `gone` is done (a stream's client left).
+    def start_wait(self, coverage_id: str, seconds: float) -> tuple[asyncio.Future[None], int]:
+        """A future done when this coverage may have changed, the listener reconnects, the process closes or
+        `seconds` pass, and its place in the wheel; the waiter awaits it, then calls `end_wait` with both.
 
-        One future per waiter, nothing more: ten thousand streams wait here at once, and what each wait allocates
-        is what the garbage collector must walk, and what an open stream costs. The time limit is a place in the
-        shared `_due` wheel rather than a timer of its own (a uvloop timer is half a KiB); a wait ends at most a
-        `TICK` or two after `seconds`, never before.
+        One future per waiter, nothing more, and no coroutine of its own: ten thousand streams wait at once, and
+        what each wait allocates is what the garbage collector must walk, and what an open stream costs. The time
+        limit is a place in the shared `_due` wheel rather than a timer of its own (a uvloop timer is half a KiB);
+        a wait ends at most a `TICK` or two after `seconds`, never before.
         """
-        if seconds <= 0 or self.closing.is_set():
-            return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        waiters = self._waiters.setdefault(coverage_id, set())
-        waiters.add(waiter)
+        if seconds <= 0 or self.closing.is_set():
+            waiter.set_result(None)
+            return waiter, 0
+        self._waiters.setdefault(coverage_id, set()).add(waiter)
         if self._ticker_loop is not loop:  # another event loop (tests): the last one's waits ended with it
             self._due.clear()
             self._ticker, self._ticker_loop = None, loop
-        due = self._due.setdefault(math.ceil((loop.time() + seconds) / TICK), set())
-        due.add(waiter)
+        tick = math.ceil((loop.time() + seconds) / TICK)
+        self._due.setdefault(tick, set()).add(waiter)
         if self._ticker is None:
             self._ticker = loop.call_later(TICK, self._tick, loop)
+        return waiter, tick
 
-        def left(_gone: asyncio.Future[None]) -> None:
-            _release(waiter)
-
-        if gone is not None:
-            gone.add_done_callback(left)
-        try:
-            await waiter
-        finally:
-            due.discard(waiter)
-            waiters.discard(waiter)
-            if gone is not None:
-                gone.remove_done_callback(left)
+    def end_wait(self, coverage_id: str, waiter: asyncio.Future[None], tick: int) -> None:
+        """The wait is over, however it ended: it leaves the wheel and the coverage's waiters now, not at its time."""
+        for waiters in (self._due.get(tick), self._waiters.get(coverage_id)):
+            if waiters is not None:
+                waiters.discard(waiter)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         """Every `TICK` while anyone waits: release the waits whose time is up."""

@@ -157,11 +157,7 @@ class ReaderController(Controller):
         start = await streams.opening(pool, coverage_id, last_event_id or since)
         if start is None:
             return Response(b"", status_code=204)
-        state = request.app.state
-        return ServerSentEvent(
-            streams.messages(state.versions, state.reads, pool, settings, coverage_id, start),
-            headers={"Cache-Control": streams.HEADERS["Cache-Control"]},
-        )
+        return streams.EventStream(request.app.state, coverage_id, start)
 
 
 async def _auditor_only(request: Request[Any, Any, State]) -> None:

@@ -2,24 +2,24 @@
 
 After a change every stream of a coverage asks for the same thing at once; one read and one encoding serve
 them all (`StreamBatch`, shared through `SharedReads`). Litestar's handler (api/readers.py) and the fast path
-(api/fast_path.py) open streams through `opening` and send `messages`; the edge sends the fast path's itself, as
-raw ASGI (`send_stream`), because litestar's streaming response holds a request, a task group and two tasks
-per open stream, and an audience holds tens of thousands of them.
+(api/fast_path.py) open streams through `opening`; both send them with `send_stream`, as raw ASGI, because an
+audience holds tens of thousands of them at once and what each holds is what the process can afford.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
 import asyncpg
 import msgspec
-from litestar.response import ServerSentEventMessage
-from litestar.types import Receive, ReceiveMessage, Send
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response.base import ASGIResponse
+from litestar.types import Receive, ReceiveMessage, Scope, Send
 from prometheus_client import Gauge
 
 from service.api.changes import Changes, read_changes, wait_for_change
@@ -42,7 +42,8 @@ HEADERS = {
     "Connection": "keep-alive",
     "X-Accel-Buffering": "no",
 }
-"""What litestar's ServerSentEvent sends with our Cache-Control; the edge sends the same (a test compares)."""
+"""A stream's headers, whichever path opened it: those litestar's ServerSentEvent sends, with no cache keeping it."""
+RAW_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in HEADERS.items()]
 
 
 async def opening(pool: asyncpg.Pool, coverage_id: str, resume: str | None) -> int | None:
@@ -59,140 +60,158 @@ async def opening(pool: asyncpg.Pool, coverage_id: str, resume: str | None) -> i
     return start
 
 
-async def messages(
-    versions: CoverageVersions,
-    shared: SharedReads,
-    pool: asyncpg.Pool,
-    settings: Settings,
-    coverage_id: str,
-    cursor: int,
-    gone: asyncio.Future[None] | None = None,
-) -> AsyncGenerator[ServerSentEventMessage, None]:
-    """The stream's messages from `cursor` on, until the coverage ends, the process closes or `gone` is done
-    (the client left; litestar cancels its streams instead)."""
-    OPEN_STREAMS.inc()
-    try:
-        sent_pin: object = object()
-        sent_gist: CoverageView | None = None
-        yield ServerSentEventMessage(data=None, comment="liveline stream", retry=2000)
-        while not versions.closing.is_set() and not (gone is not None and gone.done()):
-            known = versions.known(coverage_id)
-            key = None if known is None else ("stream", coverage_id, cursor, known)
-            try:
-                batch = await shared.run(key, partial(_read_batch, pool, settings, coverage_id, cursor))
-            except DATABASE_FAULTS as exc:
-                log.warning("stream of %s: database unavailable (%s); retrying", coverage_id, type(exc).__name__)
-                await asyncio.sleep(1.0)
-                continue
-            except Refusal as exc:  # the read model no longer knows this point: let the client start over
-                log.warning("stream of %s ends: %s", coverage_id, exc.detail)
-                return
-            cursor = batch.changes.upto
-            coverage = batch.changes.coverage
-            pin_changed = coverage.pinned_post_id != sent_pin
-            coverage_changed = sent_gist is None or batch.gist != sent_gist
-            sent_pin, sent_gist = coverage.pinned_post_id, batch.gist
-            chunk = batch.chunk(pin_changed, coverage_changed)
-            if chunk is not None:
-                yield chunk
-            if batch.changes.has_more:
-                continue
-            if coverage.status == "ended":
-                return
-            try:
-                known = await wait_for_change(versions, pool, coverage_id, cursor, settings.stream_keepalive, gone)
-            except DATABASE_FAULTS:
-                known = cursor
-                await asyncio.sleep(1.0)
-            if (known is None or known <= cursor) and not versions.closing.is_set():
-                yield ServerSentEventMessage(data=None, comment="keep-alive")
-    finally:
-        OPEN_STREAMS.dec()
+class Client:
+    """Whether a stream's client is still there, and the wait it would end by leaving.
 
-
-async def send_stream(
-    send: Send,
-    receive: Receive,
-    headers: list[tuple[bytes, bytes]],
-    messages_until: Callable[[asyncio.Future[None]], AsyncGenerator[ServerSentEventMessage, None]],
-) -> None:
-    """Send a stream as one ASGI response (`messages_until(gone)`), ending when the stream does or the client
-    leaves (`gone` is done then).
-
-    Hand-written rather than litestar's streaming response: that costs a request object, an anyio task group and
-    a second task per stream; this costs a callback watching for the client to leave (`_watch_disconnect`).
+    granian's `receive()` hands back a future-like awaitable: a callback on it (this object) is all a stream keeps,
+    where a task reading the messages would keep a task, its coroutine and a weak reference (about 0.6 KiB for each
+    of tens of thousands of streams; tracemalloc, README). Servers whose `receive()` is a coroutine (the test
+    client, HEAD through litestar) get the task.
     """
-    gone = _watch_disconnect(receive)
-    stream = messages_until(gone)
-    try:
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        headers.clear()  # sent (the server has taken them): not kept, nor the caller's list, for the stream's life
-        async with aclosing(stream):
-            async for message in stream:
-                if gone.done():
-                    break
-                await send({"type": "http.response.body", "body": message.encode(), "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        gone.cancel()
 
+    __slots__ = ("_receive", "_task", "left", "waiter")
 
-RAW_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in HEADERS.items()]
-
-
-def _watch_disconnect(receive: Receive) -> asyncio.Future[None]:
-    """A future done when the client leaves (or its connection fails).
-
-    granian's `receive()` hands back a future-like awaitable: a callback on it is all a stream keeps, where a task
-    reading the messages would keep a task, its coroutine and a weak reference (about 0.6 KiB for each of tens of
-    thousands of streams; tracemalloc, README). Servers whose `receive()` is a coroutine get the task.
-    """
-    loop = asyncio.get_running_loop()
-    pending: Any = receive()
-    if not hasattr(pending, "add_done_callback"):
-        return loop.create_task(_until_disconnect(receive, pending))
-    gone: asyncio.Future[None] = loop.create_future()
-    pending.add_done_callback(_Departure(receive, gone))
-    return gone
-
-
-class _Departure:
-    """The callback on each `receive()` of a stream: done at `http.disconnect`, otherwise it asks again."""
-
-    __slots__ = ("gone", "receive")
-
-    def __init__(self, receive: Receive, gone: asyncio.Future[None]) -> None:
-        self.receive, self.gone = receive, gone
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[None] | None = None
+        self.left = False
+        self.waiter: asyncio.Future[None] | None = None
+        """The stream's wait for a change, while it waits: ended at once when the client leaves."""
+        pending: Any = receive()
+        if hasattr(pending, "add_done_callback"):
+            pending.add_done_callback(self)
+        else:
+            self._task = asyncio.get_running_loop().create_task(self._until_disconnect(pending))
 
     def __call__(self, done: Any) -> None:
-        if self.gone.done():
+        if self.left:
             return
         try:
             message = done.result()
         except BaseException:  # a failed or cancelled receive: the connection is over
             message = {"type": "http.disconnect"}
         if message["type"] == "http.disconnect":
-            self.gone.set_result(None)
+            self.leave()
         else:  # a request body's part (a GET should have none): read on
-            pending: Any = self.receive()
+            pending: Any = self._receive()
             pending.add_done_callback(self)
 
+    def leave(self) -> None:
+        self.left = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        if self._task is not None:
+            self._task.cancel()
 
-async def _until_disconnect(receive: Receive, pending: Awaitable[ReceiveMessage]) -> None:
-    message = await pending
-    while message["type"] != "http.disconnect":
-        message = await receive()
+    async def _until_disconnect(self, pending: Awaitable[ReceiveMessage]) -> None:
+        message = await pending
+        while message["type"] != "http.disconnect":
+            message = await self._receive()
+        self._task = None
+        self.leave()
 
 
-class Encoded(ServerSentEventMessage):
-    """Bytes encoded once and sent as they are to every stream that needs them."""
+async def send_stream(
+    send: Send,
+    receive: Receive,
+    headers: list[tuple[bytes, bytes]],
+    state: State,
+    coverage_id: str,
+    cursor: int,
+    request_id: str | None,
+) -> None:
+    """The stream from `cursor` on as one raw ASGI answer (`headers` are its own), until the coverage ends, the
+    process closes or the client leaves. `state` is the app's: its versions, shared reads, pool and settings.
+    `request_id` goes in the stream's own log lines (not set as the context's: a context of its own per stream
+    costs 0.2 KiB, and the reads it shares are no one stream's).
 
-    def __init__(self, raw: bytes) -> None:
-        super().__init__()
-        self.raw = raw
+    One coroutine holds an open stream, waiting in `wait_for_change`: no generator, no streaming response
+    (litestar's costs a request object, an anyio task group and a second task per stream), no task watching the
+    client (`Client`). An audience is tens of thousands of these, and each frame of each is memory it keeps.
+    """
+    versions: CoverageVersions = state.versions
+    shared: SharedReads = state.reads
+    pool: asyncpg.Pool = state.pool
+    settings: Settings = state.settings
+    client = Client(receive)
+    OPEN_STREAMS.inc()
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        headers.clear()  # sent (the server has taken them): not kept, nor the caller's list, for the stream's life
+        await send({"type": "http.response.body", "body": HELLO, "more_body": True})
+        sent_pin: object = _NOTHING
+        sent_gist: CoverageView | None = None
+        while not versions.closing.is_set() and not client.left:
+            known = versions.known(coverage_id)
+            try:
+                batch = await shared.run(
+                    None if known is None else ("stream", coverage_id, cursor, known),
+                    partial(_read_batch, pool, settings, coverage_id, cursor),
+                )
+            except DATABASE_FAULTS as exc:
+                log.warning(
+                    "stream of %s: database unavailable (%s); retrying",
+                    coverage_id,
+                    type(exc).__name__,
+                    extra={"request_id": request_id},
+                )
+                await asyncio.sleep(1.0)
+                continue
+            except Refusal as exc:  # the read model no longer knows this point: let the client start over
+                log.warning("stream of %s ends: %s", coverage_id, exc.detail, extra={"request_id": request_id})
+                break
+            cursor = batch.changes.upto
+            coverage = batch.changes.coverage
+            pin_changed = coverage.pinned_post_id != sent_pin
+            coverage_changed = sent_gist is None or batch.gist != sent_gist
+            sent_pin, sent_gist = coverage.pinned_post_id, batch.gist
+            chunk = batch.chunk(pin_changed, coverage_changed)
+            if chunk and not client.left:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if batch.changes.has_more:
+                continue
+            if coverage.status == "ended":
+                break
+            try:
+                known = await wait_for_change(versions, pool, coverage_id, cursor, settings.stream_keepalive, client)
+            except DATABASE_FAULTS:
+                known = cursor
+                await asyncio.sleep(1.0)
+            if (known is None or known <= cursor) and not versions.closing.is_set() and not client.left:
+                await send({"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        OPEN_STREAMS.dec()
+        client.leave()
 
-    def encode(self) -> bytes:
-        return self.raw
+
+_NOTHING = object()
+"""The pin a stream has sent before its first batch: unlike any pin, none (None) included."""
+HELLO = ServerSentEventMessage(data=None, comment="liveline stream", retry=2000).encode()
+"""A stream's first message: it is open, and EventSource reconnects two seconds after losing it."""
+KEEP_ALIVE = ServerSentEventMessage(data=None, comment="keep-alive").encode()
+
+
+class EventStream(ServerSentEvent):
+    """Litestar's answer for a stream it opens (api/readers.py): the same `send_stream` as the edge's, so there is
+    one stream, whichever path opened it. A `ServerSentEvent` to litestar, for the OpenAPI document."""
+
+    def __init__(self, state: State, coverage_id: str, cursor: int) -> None:
+        super().__init__(b"")
+        self._opened = (state, coverage_id, cursor)
+
+    def to_asgi_response(self, *_args: Any, **_kwargs: Any) -> ASGIResponse:
+        return _Sent(*self._opened)
+
+
+class _Sent(ASGIResponse):
+    """An `EventStream` as litestar sends it: nothing of `ASGIResponse` but being called."""
+
+    def __init__(self, state: State, coverage_id: str, cursor: int) -> None:
+        self._opened = (state, coverage_id, cursor)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_stream(send, receive, list(RAW_HEADERS), *self._opened, scope.get("state", {}).get("request_id"))
 
 
 class StreamBatch:
@@ -217,13 +236,15 @@ class StreamBatch:
         event_id = encode_cursor(coverage_id, changes.upto)
         self._pinned = _message("pinned", event_id, {"post_id": coverage.pinned_post_id}).encode()
         self._coverage = _message("coverage", event_id, self.view).encode()
-        self._chunks: dict[tuple[bool, bool], Encoded | None] = {}
+        self._chunks: dict[tuple[bool, bool], bytes] = {}
 
-    def chunk(self, pin_changed: bool, coverage_changed: bool) -> Encoded | None:
+    def chunk(self, pin_changed: bool, coverage_changed: bool) -> bytes:
+        """What a stream that last sent another pin (`pin_changed`) or coverage is sent (b"": nothing)."""
         key = (pin_changed, coverage_changed)
         if key not in self._chunks:
-            raw = self._posts + (self._pinned if pin_changed else b"") + (self._coverage if coverage_changed else b"")
-            self._chunks[key] = Encoded(raw) if raw else None
+            self._chunks[key] = (
+                self._posts + (self._pinned if pin_changed else b"") + (self._coverage if coverage_changed else b"")
+            )
         return self._chunks[key]
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from service.api.changes import wait_for_change
 from service.api.live import WAKE_SLICE, CoverageVersions, Rendered, RenderedPages, SharedReads
+from service.api.streams import Client
 
 
 def test_versions_move_forward_and_are_trusted_only_while_listening() -> None:
@@ -36,13 +38,22 @@ def test_pages_are_bounded_and_dropped_when_their_coverage_moves_on() -> None:
     assert len(pages) == 3
 
 
-async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the_rest() -> None:
+def listening(*coverage_ids: str) -> CoverageVersions:
+    """Versions as a process listening for changes has them: each coverage known at version 1, so a wait for a
+    change past 1 needs no database."""
     versions = CoverageVersions()
     versions.connected(True, epoch=1)
+    for coverage_id in coverage_ids:
+        versions.observe(coverage_id, 1)
+    return versions
+
+
+async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the_rest() -> None:
+    versions = listening("k", "other")
     woken: list[int] = []
 
     async def waiter(n: int, coverage_id: str) -> None:
-        await versions.wait(coverage_id, 30)
+        await wait_for_change(versions, None, coverage_id, 1, 30)  # type: ignore[arg-type]
         woken.append(n)
 
     tasks = [asyncio.create_task(waiter(n, "k")) for n in range(1000)]
@@ -60,30 +71,44 @@ async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the
 
 async def test_a_wait_ends_when_its_time_is_up_or_its_client_leaves_and_leaves_nothing_behind() -> None:
     """Waits share one ticker instead of a timer each: each still ends at its own time (never before it), a
-    client's leaving ends its wait at once, and a wait ended by a change is dropped from the ticker's wheel."""
-    versions = CoverageVersions()
-    versions.connected(True, epoch=1)
+    client's leaving ends its wait at once, and a wait however ended is dropped from the wheel and the coverage's
+    waiters at once, not kept until its time."""
+    versions = listening("k")
     loop = asyncio.get_running_loop()
 
     async def timed(seconds: float) -> float:
         began = loop.time()
-        await versions.wait("k", seconds)
+        await wait_for_change(versions, None, "k", 1, seconds)  # type: ignore[arg-type]
         return loop.time() - began
 
     short, long = asyncio.create_task(timed(0.2)), asyncio.create_task(timed(0.6))
     waited = await asyncio.wait_for(short, 5)
     assert waited >= 0.2 and not long.done(), "each wait ends at its own time"
     assert await asyncio.wait_for(long, 5) >= 0.6
-    gone: asyncio.Future[None] = loop.create_future()
-    left = asyncio.create_task(versions.wait("k", 30, gone))
+    disconnect: asyncio.Future[None] = loop.create_future()
+
+    async def receive() -> dict[str, str]:
+        await disconnect
+        return {"type": "http.disconnect"}
+
+    client = Client(receive)  # type: ignore[arg-type]
+    left = asyncio.create_task(wait_for_change(versions, None, "k", 1, 30, client))  # type: ignore[arg-type]
     await asyncio.sleep(0)
-    gone.set_result(None)
-    await asyncio.wait_for(left, 1)
-    woken = [asyncio.create_task(versions.wait("k", 30)) for _ in range(100)]
+    assert client.waiter is not None and not left.done()
+    disconnect.set_result(None)
+    assert await asyncio.wait_for(left, 1) == 1, "the client left: the wait ends at once, with nothing new"
+    assert client.left and client.waiter is None
+    assert not any(versions._due.values()) and not any(versions._waiters.values())
+    woken = [asyncio.create_task(timed(30)) for _ in range(100)]
     await asyncio.sleep(0)
     versions.observe("k", 2)
     await asyncio.wait_for(asyncio.gather(*woken), 5)
-    assert sum(len(waiters) for waiters in versions._due.values()) == 0, "ended waits are not kept until their time"
+    assert not any(versions._due.values()), "ended waits are not kept until their time"
+    cancelled = asyncio.create_task(timed(30))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    assert not any(versions._due.values()) and not any(versions._waiters.values()), "nor cancelled ones"
 
 
 async def test_identical_reads_share_one_round_trip_and_its_answer() -> None:
@@ -104,8 +129,6 @@ async def test_identical_reads_share_one_round_trip_and_its_answer() -> None:
 
 
 async def test_a_wait_ends_only_past_the_cursor_even_when_the_process_lags_behind_it() -> None:
-    from service.api.changes import wait_for_change
-
     versions = CoverageVersions()
     versions.connected(True, epoch=1)
     versions.observe("k", 3)  # a reader already saw version 5; this process has heard of 3 so far
