@@ -9,6 +9,7 @@ every open one is busy.
     python -m bench.flood URL TOKEN --rate R --seconds S      (open loop: R requests/s, whatever the answers)
     python -m bench.flood URL TOKEN --connections N --seconds S   (closed loop: N back to back)
     python -m bench.flood URL - --get --rate R --seconds S       (readers: anonymous GETs of URL)
+    python -m bench.flood URL - --made-up-tokens ...             (publishes, each with a token never issued)
 
 Prints one JSON line: answers by status (or error class) and latency percentiles in seconds.
 """
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import collections
 import json
+import secrets
 import time
 from urllib.parse import urlsplit
 
@@ -50,23 +52,29 @@ class Connection:
 
 
 class Flood:
-    def __init__(self, url: str, token: str, timeout: float, get: bool = False) -> None:
+    def __init__(self, url: str, token: str, timeout: float, get: bool = False, made_up: bool = False) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.request = (
+        self.made_up = made_up
+        self.head = (
             f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
             if get
             else (
-                f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
+                f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n"
             ).encode()
-            + BODY
         )
+        self.request = self.head if get else self.head + f"Authorization: Bearer {token}\r\n\r\n".encode() + BODY
         self.timeout = timeout
         self.idle: list[Connection] = []
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.latencies: list[float] = []
+
+    def next_request(self) -> bytes:
+        if not self.made_up:
+            return self.request
+        return self.head + f"Authorization: Bearer ll_{secrets.token_urlsafe(32)}\r\n\r\n".encode() + BODY
 
     async def one(self) -> None:
         started = time.monotonic()
@@ -75,7 +83,7 @@ class Flood:
             async with asyncio.timeout(self.timeout):
                 if connection is None:
                     connection = Connection(*await asyncio.open_connection(self.host, self.port))
-                status = await connection.exchange(self.request)
+                status = await connection.exchange(self.next_request())
             self.outcomes[str(status)] += 1
             self.idle.append(connection)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
@@ -131,8 +139,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int)
     parser.add_argument("--timeout", type=float, default=30)
     parser.add_argument("--get", action="store_true")
+    parser.add_argument("--made-up-tokens", action="store_true", help="each publish with a token never issued")
     args = parser.parse_args()
-    flood = Flood(args.url, args.token, args.timeout, args.get)
+    flood = Flood(args.url, args.token, args.timeout, args.get, args.made_up_tokens)
     run = flood.open_loop(args.rate, args.seconds) if args.rate is not None else flood.closed_loop(args.connections, args.seconds)
     asyncio.run(run)
     print(json.dumps(flood.report(args.seconds)))
