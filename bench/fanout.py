@@ -791,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dsn = postgres.admin_dsn()
             schema.upgrade(dsn)
             os.environ.setdefault("LIVELINE_METRICS_TOKEN", "bench-scraper")  # /metrics is served only with a token
-            env = {**os.environ, "DATABASE_URL": dsn, "LIVELINE_LOG_LEVEL": "WARNING", **NO_QUOTA}
+            env = {**os.environ, "DATABASE_URL": dsn, **NO_QUOTA}  # logs at the default level, access lines included
             token = subprocess.run(
                 [sys.executable, "-m", "service.cli", "token", "create", "--name", "bench", "--role", "editor"],
                 env=env, capture_output=True, text=True, check=True,

@@ -99,7 +99,7 @@ def main() -> None:
     schema.upgrade(dsn)
     shedding = {name: value for name, value in NO_QUOTA.items() if "QUOTA" in name}  # shedding as configured
     shedding.update({k: v for k, v in os.environ.items() if k.startswith("LIVELINE_")})
-    env = {**os.environ, "DATABASE_URL": dsn, "LIVELINE_LOG_LEVEL": "WARNING", **shedding,
+    env = {**os.environ, "DATABASE_URL": dsn, **shedding,
            "LIVELINE_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
     token = subprocess.run(
         [sys.executable, "-m", "service.cli", "token", "create", "--name", "flood", "--role", "editor"],

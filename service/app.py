@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Lit
             finally:
                 versions.close()  # long polls and streams end now, not when the server gives up on them
                 await listener.stop()
+                logs.ACCESS.flush()  # a worker process exits without running atexit's callbacks
 
     app = Litestar(
         # Controllers first: litestar 2 merges a handler into a path's route only when the route came before it,

@@ -1,7 +1,8 @@
 """JSON logs, one object a line on stderr, each carrying the request id of the request that wrote it.
 
 Records are handed to a writer thread unformatted (logging's QueueHandler/QueueListener), so formatting and
-writing an access line per request costs the event loop only the hand-off.
+writing a line costs the event loop only the hand-off. The access log, a line per request, is lighter still
+(`AccessLog`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import logging.handlers
 import os
 import queue
 import sys
+import threading
+import time
+from collections import deque
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -59,6 +64,7 @@ def configure(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")  # does nothing once the root has a handler
     logger = logging.getLogger("liveline")
     logger.setLevel(level.upper())
+    ACCESS.enabled = logger.isEnabledFor(logging.INFO)
     if _writer_pid == os.getpid():
         return
     # A forked worker inherits the handler but not the writer thread: start its own.
@@ -73,3 +79,68 @@ def configure(level: str) -> None:
     atexit.register(listener.stop)  # writes what is still queued
     logger.addHandler(Handoff(records))
     logger.propagate = False
+    ACCESS.start(writer)
+
+
+class AccessLog:
+    """The access log: a line per answered request, as the JSON logs write it (logger `liveline.access`, message
+    `request`, with the request id, method, path, status and duration), written in batches by a thread of its own.
+
+    Hand-written rather than a logging call per request: that made a LogRecord on the event loop and woke the
+    writer thread once a request, and the two threads handing the GIL to each other halved the conditional polls a
+    process answers (10,200 a second against 18,700 without the log, served side by side). Here a request costs
+    the event loop a tuple on a deque; the thread wakes every `EVERY` seconds and writes what came in with one
+    write, holding the log handler's lock, so its lines never interleave with other log lines.
+    """
+
+    EVERY = 0.05
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._pending: deque[tuple[float, str, str, str, int, float]] = deque()
+        self._handler: logging.StreamHandler[Any] | None = None
+        self._writing = threading.Lock()
+
+    def write(self, request_id: str, method: str, path: str, status: int, duration_ms: float) -> None:
+        self._pending.append((time.time(), request_id, method, path, status, duration_ms))
+
+    def start(self, handler: logging.StreamHandler[Any]) -> None:
+        """Write through `handler`'s stream, from a thread of this process's own (a forked worker needs its own)."""
+        self._handler = handler
+        self._pending.clear()  # a forked worker's copy of what its parent had not written yet
+        threading.Thread(target=self._run, name="liveline access log", daemon=True).start()
+        atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.EVERY)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._writing:
+            lines = []
+            while self._pending:
+                created, request_id, method, path, status, duration_ms = self._pending.popleft()
+                entry = {
+                    "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+                    "level": "info",
+                    "logger": "liveline.access",
+                    "message": "request",
+                    "request_id": request_id,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                }
+                lines.append(_encoder.encode(entry).decode())
+            if not lines or self._handler is None:
+                return
+            self._handler.acquire()
+            try:
+                self._handler.stream.write("\n".join(lines) + "\n")
+                self._handler.flush()
+            finally:
+                self._handler.release()
+
+
+ACCESS = AccessLog()

@@ -5,6 +5,7 @@ forms (made once per rendered version, each with its own ETag)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -47,12 +48,25 @@ def version_etag(version: int, variant: str) -> str:
     return f'"{version}-{hashlib.blake2b(variant.encode(), digest_size=6).hexdigest()}"'
 
 
+READ_PARAMETERS = frozenset({"around", "as_of", "before", "key_events", "limit", "order", "since", "wait"})
+"""Every query parameter a cached read takes (tests/integration/test_openapi.py holds it to the document). Any other
+changes nothing in the answer (litestar ignores it): a cache buster (`?_=1700000000`) is no part of a read's cache
+key or ETag, so a client that adds one to every poll is answered from memory like any other."""
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def variant_of(path: str, query_string: bytes, media_type: str) -> str:
     """What a rendered answer depends on besides the coverage version; the fast path computes it the same way.
     The query's parameters are sorted as sent, not unescaped: two spellings of one query are two entries of the
-    same content, which costs memory only."""
-    query = "&".join(sorted(query_string.decode("latin-1").split("&"))) if query_string else ""
+    same content, which costs memory only. A parameter no read takes is left out, unless its name is escaped
+    (it may spell one that is)."""
+    query = "&".join(sorted(filter(_read, query_string.decode("latin-1").split("&")))) if query_string else ""
     return f"{path}?{query}#{media_type}"
+
+
+def _read(parameter: str) -> bool:
+    name = parameter.partition("=")[0]
+    return name in READ_PARAMETERS or not _PLAIN_NAME.fullmatch(name)
 
 
 def negotiate(accept_encoding: str | None, size: int) -> str | None:
@@ -176,9 +190,10 @@ async def answer_read(
         hit = pages.get((coverage_id, known, variant))
         if hit is not None:
             return cached_answer(headers, hit, cache_control)
-        if etag_of is None:
+        held = headers.get("if-none-match")
+        if etag_of is None and held is not None:
             tag = version_etag(known, variant)
-            if etag_matches(headers.get("if-none-match"), tag):
+            if etag_matches(held, tag):
                 return cached_answer(headers, Rendered(b"", tag, media_type), cache_control)
 
     async def render_once() -> Rendered:

@@ -311,3 +311,20 @@ async def test_a_page_connection_killed_under_the_edge_is_replaced(api: Api, adm
     before = edge_renders()
     assert (await api.client.get(url, params={"limit": 6})).status_code == 200
     assert edge_renders() == before + 1, "the edge renders again on a fresh connection"
+
+
+async def test_a_cache_buster_is_answered_from_memory_with_the_same_etag(api: Api) -> None:
+    """A parameter no read takes changes nothing in the answer: polls that add one every time (`_=<time>`) are
+    answered from the page rendered once, while a parameter a read takes, even escaped, is its own page."""
+    url = await seeded(api, posts=6)
+    statements = SQL_STATEMENTS._value.get
+    plain = await api.client.get(url)
+    start, fast = statements(), fast_answers()
+    busted = [await api.client.get(f"{url}?_={n}&utm_source=feed") for n in range(20)]
+    assert statements() == start and fast_answers() == fast + 20, "answered from memory, before routing"
+    assert {(b.content, b.headers["etag"]) for b in busted} == {(plain.content, plain.headers["etag"])}
+    assert (await api.client.get(f"{url}?_=1", headers={"If-None-Match": plain.headers["etag"]})).status_code == 304
+    limited = (await api.client.get(f"{url}?limit=2&_=3")).json()
+    assert len(limited["posts"]) == 2
+    escaped = await api.client.get(f"{url}?%6Cimit=3")  # litestar reads it as `limit`
+    assert len(escaped.json()["posts"]) == 3 and escaped.headers["etag"] != plain.headers["etag"]
