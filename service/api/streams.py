@@ -133,11 +133,11 @@ async def send_stream(
     shared: SharedReads = state.reads
     pool: asyncpg.Pool = state.pool
     settings: Settings = state.settings
-    client = Client(receive)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    headers.clear()  # sent (the server has taken them): not kept, nor the caller's list, for the stream's life
+    client = Client(receive)  # after the start: a HEAD's receive (api/edge.py) tells the answer is over from then
     OPEN_STREAMS.inc()
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        headers.clear()  # sent (the server has taken them): not kept, nor the caller's list, for the stream's life
         await send({"type": "http.response.body", "body": HELLO, "more_body": True})
         sent_pin: object = _NOTHING
         sent_gist: CoverageView | None = None

@@ -288,6 +288,33 @@ async def test_a_stream_served_at_the_edge_is_the_stream_litestar_serves(
     assert [e.get("event") for e in edge_events if "event" in e] == ["post", "post", "removed", "pinned", "coverage"]
 
 
+async def test_a_head_of_a_stream_ends_at_once_and_its_connection_serves_the_next_request(
+    pair: tuple[RunningServer, RunningServer, str],
+) -> None:
+    """HEAD of a stream is litestar's to answer, through the same `send_stream`: its head goes out and the stream
+    ends there, while the connection stays open for the next request (rather than running on without a body)."""
+    server, _, token = pair
+    host, port = server.base_url.removeprefix("http://").split(":")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        await open_coverage(client, token, "head-stream")
+        before = await metric(client, "liveline_open_streams")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"HEAD /v1/coverages/head-stream/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+            for _ in range(30):
+                if (now := await metric(client, "liveline_open_streams")) == before:
+                    break
+                await asyncio.sleep(0.1)
+            assert now == before, "the stream ended with its head, its connection still open"
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            following = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert following.startswith(b"HTTP/1.1 200"), following
+        finally:
+            writer.close()
+
+
 def test_a_stream_whose_client_left_is_let_go_at_once(admin_dsn: str, template_database: str) -> None:
     """Granian swallows writes to a closed connection: without listening for the client's going, an idle stream
     would hold its memory until its next keep-alive, and forever on a coverage that never changes again."""
