@@ -56,7 +56,8 @@ def served(app: Litestar) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     Litestar's own `__call__` would only mark the scope with the app on the way (done here) and stay on the stack
     as one more coroutine frame for as long as the request lasts: for an open stream, hours.
     """
-    assert not app.before_send, "the edge is entered without litestar's before_send hooks"
+    if app.before_send:
+        raise ValueError("the edge is entered without litestar's before_send hooks: remove them or this")
     handle = app.asgi_handler
 
     def enter(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:

@@ -8,6 +8,7 @@ writing a line costs the event loop only the hand-off. The access log, a line pe
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -94,10 +95,12 @@ class AccessLog:
     """
 
     EVERY = 0.05
+    KEEP = 100_000
+    """Lines waiting at most: if the log cannot be written as fast as requests come, the oldest go."""
 
     def __init__(self) -> None:
         self.enabled = False
-        self._pending: deque[tuple[float, str, str, str, int, float]] = deque()
+        self._pending: deque[tuple[float, str, str, str, int, float]] = deque(maxlen=self.KEEP)
         self._handler: logging.StreamHandler[Any] | None = None
         self._writing = threading.Lock()
 
@@ -107,16 +110,22 @@ class AccessLog:
     def start(self, handler: logging.StreamHandler[Any]) -> None:
         """Write through `handler`'s stream, from a thread of this process's own (a forked worker needs its own)."""
         self._handler = handler
-        self._pending.clear()  # a forked worker's copy of what its parent had not written yet
+        # A forked worker starts afresh: not its parent's lines, and not its parent's lock, which the parent's
+        # writer may have held at the fork.
+        self._pending = deque(maxlen=self.KEEP)
+        self._writing = threading.Lock()
         threading.Thread(target=self._run, name="liveline access log", daemon=True).start()
         atexit.register(self.flush)
 
     def _run(self) -> None:
         while True:
             time.sleep(self.EVERY)
-            self.flush()
+            with contextlib.suppress(Exception):  # a batch that could not be made is dropped: the writer goes on
+                self.flush()
 
     def flush(self) -> None:
+        """Write what is waiting. A batch that cannot be written is dropped, as logging's handlers drop a record
+        (`Handler.handleError`), and the writer goes on."""
         with self._writing:
             lines = []
             while self._pending:
@@ -139,6 +148,8 @@ class AccessLog:
             try:
                 self._handler.stream.write("\n".join(lines) + "\n")
                 self._handler.flush()
+            except Exception:  # a log that cannot be written must not stop the writer
+                return
             finally:
                 self._handler.release()
 
