@@ -27,14 +27,19 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _encoder = msgspec.json.Encoder()
 
 
+def _entry(created: float, level: str, logger: str, message: str) -> dict[str, object]:
+    """The fields every line starts with, in order: `JsonFormatter`'s and the access log's."""
+    return {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        entry = _entry(record.created, record.levelname.lower(), record.name, record.getMessage())
         current = getattr(record, "request_id", None) or request_id.get()
         if current:
             entry["request_id"] = current
@@ -130,17 +135,8 @@ class AccessLog:
             lines = []
             while self._pending:
                 created, request_id, method, path, status, duration_ms = self._pending.popleft()
-                entry = {
-                    "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
-                    "level": "info",
-                    "logger": "liveline.access",
-                    "message": "request",
-                    "request_id": request_id,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                }
+                entry = _entry(created, "info", "liveline.access", "request")
+                entry.update(request_id=request_id, method=method, path=path, status=status, duration_ms=duration_ms)
                 lines.append(_encoder.encode(entry).decode())
             if not lines or self._handler is None:
                 return

@@ -109,7 +109,7 @@ class CoverageVersions:
 
 
 TICK = 0.1
-"""Seconds between checks of the waits' time limits (see `CoverageVersions.wait`)."""
+"""Seconds between checks of the waits' time limits (see `CoverageVersions.start_wait`)."""
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
