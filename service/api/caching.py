@@ -175,6 +175,7 @@ async def answer_read(
     cache_control: str,
     media_type: str = "application/json",
     etag_of: Callable[[object], str] | None = None,
+    key: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of a public read of one coverage, answered from memory whenever the version is
     known. Litestar's handlers and the fast path's renders (api/fast_path.py) both answer through it.
@@ -182,9 +183,10 @@ async def answer_read(
     With `etag_of` the ETag comes from the content (posts: their revision) and a 304 needs a cached
     rendering; otherwise it derives from the version and needs nothing at all. The content may depend on
     nothing but the coverage version, the path, the query and the media type (absolute URLs come from
-    settings, never from the request's Host): that is the cache key and what the ETag is made of.
+    settings, never from the request's Host): that is the cache key and what the ETag is made of. `key`: that
+    key (`read_key`) when the caller has made it already.
     """
-    variant = read_key(versions, path, query_string, media_type)
+    variant = read_key(versions, path, query_string, media_type) if key is None else key
     known = versions.known(coverage_id)
     if known is not None:
         hit = pages.get((coverage_id, known, variant))

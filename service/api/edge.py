@@ -199,12 +199,12 @@ def edge(app: ASGIApp, settings: Settings, state: State, routes: Routes) -> ASGI
                 return
             receive = _replay(buffered, receive)
         quick = fast.cached(scope, headers)
-        if quick is not None:
+        if isinstance(quick, tuple):
             status, answer, body = quick
             await _respond(send, status, {**answer, **extra}, body, head)
             exchange.finished(status, fast_path=True)
             return
-        rendered = await fast.rendered(scope, headers)
+        rendered = await fast.rendered(scope, headers, quick)
         if rendered is not None:
             status, answer, body = rendered
             await _respond(send, status, {**answer, **extra}, body, head)
@@ -277,6 +277,8 @@ def _malformed_query(query_string: bytes) -> str | None:
         return None
     pairs = [part.partition(b"=") for part in query_string.split(b"&") if part]
     names = [name for name, _, _ in pairs]
+    if len(set(names)) == len(names) and all(name and value for name, _, value in pairs):
+        return None  # the common case, without unescaping each name for a message nobody will read
     for name, _, value in pairs:
         shown = unquote_to_bytes(name).decode("utf-8", "replace")
         if not name:

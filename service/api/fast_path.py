@@ -41,6 +41,16 @@ EDGE_STREAMS = Counter("liveline_edge_streams_total", "Event streams served befo
 Answer = tuple[int, dict[str, str], bytes]
 """(status, headers, body)."""
 
+
+class Miss:
+    """A public read `cached` found no answer for: its read key, which `rendered` need not make again."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 _CACHED = re.compile(r"^/v1/coverages/([^/]+)(?:/timeline|/changes|/posts/[^/]+(?:/history)?)?$")
 _TIMELINE = re.compile(r"^/v1/coverages/([^/]+)/timeline$")
 _STREAM = re.compile(r"^/v1/coverages/([^/]+)/stream$")
@@ -74,8 +84,9 @@ class FastPath:
         self._revalidated: dict[tuple[str, str], float] = {}
         """When each variant's latest background render started (monotonic clock)."""
 
-    def cached(self, scope: Scope, headers: Mapping[str, str]) -> Answer | None:
-        """A public read already rendered at the coverage's current version, or None.
+    def cached(self, scope: Scope, headers: Mapping[str, str]) -> Answer | Miss | None:
+        """A public read already rendered at the coverage's current version; a `Miss` when it is a public read of
+        a known coverage not rendered yet; None when it is neither.
 
         While writes are being shed, a read whose fresh answer is not rendered yet gets the answer rendered just
         before the coverage moved on (no staler than `cache_max_age`, as any shared cache may serve it), and a
@@ -96,10 +107,10 @@ class FastPath:
             rendered = self._pages.previous(coverage_id, key, within=self._settings.cache_max_age)
             if rendered is not None:
                 self._revalidate(scope, (coverage_id, key))
-        return None if rendered is None else cached_answer(headers, rendered, self._cache_control)
+        return Miss(key) if rendered is None else cached_answer(headers, rendered, self._cache_control)
 
-    async def rendered(self, scope: Scope, headers: Mapping[str, str]) -> Answer | None:
-        """A plain live timeline page, rendered here, or None."""
+    async def rendered(self, scope: Scope, headers: Mapping[str, str], miss: Miss | None = None) -> Answer | None:
+        """A plain live timeline page, rendered here, or None. `miss`: what `cached` found of this request."""
         if scope.get("method") != "GET" or "authorization" in headers or "ld+json" in headers.get("accept", ""):
             return None
         route = _TIMELINE.match(scope["path"])
@@ -118,6 +129,7 @@ class FastPath:
                 query_string=scope["query_string"],
                 headers=headers,
                 coverage_id=coverage_id,
+                key=None if miss is None else miss.key,
                 render=partial(
                     live_page,
                     pool,

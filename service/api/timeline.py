@@ -17,7 +17,7 @@ from msgspec import Struct
 
 from service.api import jsonld
 from service.api.coverages import coverage_not_found, find_coverage
-from service.api.cursors import decode_page, encode_cursor, encode_page
+from service.api.cursors import decode_page, encode_page
 from service.api.unusable import InvalidAsOf, InvalidPageToken
 from service.api.views import EncodedPosts, EncodedTimelinePage, coverage_view
 from service.config import Settings
@@ -91,13 +91,14 @@ def page_content(
     if as_jsonld:
         return jsonld.live_blog_posting(coverage, shown, settings.public_url.rstrip("/"))
     pinned_id = coverage.pinned_post_id
-    of = (EncodedPosts() if encoded is None else encoded).of
+    encoded = EncodedPosts() if encoded is None else encoded
+    view = coverage_view(coverage, latest, settings.poll_interval)
     return EncodedTimelinePage(
-        coverage=coverage_view(coverage, latest, settings.poll_interval),
-        pinned=of(pinned, pinned_id) if pinned else None,
-        posts=[of(p, pinned_id) for p in shown],
+        coverage=view,
+        pinned=encoded.of(pinned, pinned_id) if pinned else None,
+        posts=encoded.all_of(shown, pinned_id),
         next=encode_page(query.order, shown[-1].sequence) if more and shown else None,
-        cursor=encode_cursor(coverage.id, coverage.version),
+        cursor=view.cursor,
     )
 
 
