@@ -25,18 +25,18 @@ from typing import cast
 
 from litestar.datastructures import State
 from litestar.types import ASGIApp, Message, ReceiveMessage, Scope
-from prometheus_client import Counter
 
 from service.api import streams
 from service.api.admission import Admission
 from service.api.caching import answer_read, cached_answer, public_cache_control, read_key
 from service.api.live import CoverageVersions, RenderedPages, SharedReads
+from service.api.metrics import Tally
 from service.api.timeline import live_page, plain_query
 from service.config import Settings
 
-FAST = Counter("liveline_fast_path_total", "Public reads answered from memory before routing", ["status"])
-EDGE_RENDERS = Counter("liveline_edge_renders_total", "Timeline pages rendered before routing", ["status"])
-EDGE_STREAMS = Counter("liveline_edge_streams_total", "Event streams served before routing")
+FAST = Tally("liveline_fast_path_total", "Public reads answered from memory before routing", ("status",))
+EDGE_RENDERS = Tally("liveline_edge_renders_total", "Timeline pages rendered before routing", ("status",))
+EDGE_STREAMS = Tally("liveline_edge_streams_total", "Event streams served before routing")
 
 Answer = tuple[int, dict[str, str], bytes]
 """(status, headers, body)."""

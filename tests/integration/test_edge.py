@@ -61,11 +61,11 @@ async def test_compressed_once_with_an_etag_per_coding(api: Api) -> None:
     assert plain.content == raw["gzip"].content == raw["br"].content, "httpx decodes: same JSON in every coding"
     wire = len(plain.content)
     assert wire > 4_000
-    statements = SQL_STATEMENTS._value.get()
+    statements = SQL_STATEMENTS.value()
     for accept, held in (("gzip", "gzip"), ("br", "br"), ("gzip, br;q=0", "gzip"), ("br;q=0, gzip", "gzip")):
         again = await api.client.get(url, headers={"Accept-Encoding": accept, "If-None-Match": raw[held].headers["etag"]})
         assert again.status_code == 304, accept
-    assert SQL_STATEMENTS._value.get() == statements, "no coding costs a database read"
+    assert SQL_STATEMENTS.value() == statements, "no coding costs a database read"
 
 
 async def test_compressed_bytes_decode_to_the_plain_answer(api: Api) -> None:
@@ -278,7 +278,7 @@ async def test_the_edge_leaves_every_other_timeline_read_to_litestar(api: Api) -
 
 async def test_a_page_rereads_only_what_this_process_does_not_hold(api: Api) -> None:
     url = await storied(api)
-    statements = SQL_STATEMENTS._value.get
+    statements = SQL_STATEMENTS.value
     forget_renders(api)
     start = statements()
     await api.client.get(url, params={"limit": 10})
@@ -317,7 +317,7 @@ async def test_a_cache_buster_is_answered_from_memory_with_the_same_etag(api: Ap
     """A parameter no read takes changes nothing in the answer: polls that add one every time (`_=<time>`) are
     answered from the page rendered once, while a parameter a read takes, even escaped, is its own page."""
     url = await seeded(api, posts=6)
-    statements = SQL_STATEMENTS._value.get
+    statements = SQL_STATEMENTS.value
     plain = await api.client.get(url)
     start, fast = statements(), fast_answers()
     busted = [await api.client.get(f"{url}?_={n}&utm_source=feed") for n in range(20)]

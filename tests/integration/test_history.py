@@ -10,7 +10,7 @@ from tests.support import Api, paragraph
 
 
 def statements() -> float:
-    return SQL_STATEMENTS._value.get()
+    return SQL_STATEMENTS.value()
 
 
 async def history_cost(api: Api, coverage_id: str, post_id: str) -> tuple[dict[str, object], float]:
