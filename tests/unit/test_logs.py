@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import time
+from datetime import UTC, datetime
 
-from service.logs import AccessLog, JsonFormatter
+from service.logs import AccessLog, JsonFormatter, _stamp
 
 
 class Flaky(io.StringIO):
@@ -51,3 +53,12 @@ def test_access_lines_are_the_json_logs_lines_and_a_failed_write_does_not_stop_t
     expected = json.loads(JsonFormatter().format(record))
     assert list(first) == list(expected), "the same fields, in the same order"
     assert {k: v for k, v in first.items() if k != "time"} == {k: v for k, v in expected.items() if k != "time"}
+
+
+def test_a_line_is_stamped_as_datetime_writes_the_time_to_the_millisecond() -> None:
+    """`_stamp` makes the date once a second; each time must still read as datetime's own isoformat would."""
+    rng = random.Random(20261127)
+    edges = [0.0, 1.9999996, 1.0000004, 1764262800.9995, 1764262800.0005004, 1481361540.4479995]
+    samples = edges + [rng.uniform(0, 2e9) for _ in range(20_000)] + [1.7e9 + rng.random() for _ in range(20_000)]
+    for created in samples:
+        assert _stamp(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"), created
