@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import asyncpg
 import msgspec
+from asyncpg.prepared_stmt import PreparedStatement
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -103,6 +104,10 @@ class Statements:
     costs 30 µs. A statement leaves nothing behind in the session (no transaction, SET, LISTEN or cursor), so
     a connection needs no reset between lends. One whose statement did not end normally (a fault, a timeout, a
     cancelled request) is closed rather than lent again: its state is not known, and nothing else would test it.
+
+    Each connection prepares each of these few statements once and runs the prepared statement after that:
+    `Connection.fetchrow` would look its statement up in asyncpg's cache through one more coroutine every time
+    (a sixth of the statement's instructions in the client, counted with callgrind).
     """
 
     def __init__(self, dsn: str, size: int, settings: dict[str, str], counted: Callable[[], None]) -> None:
@@ -118,18 +123,28 @@ class Statements:
         self._waiting: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
         """Borrowers waiting for a connection, or for None: the right to open one."""
         self._closed = False
+        self._prepared: dict[asyncpg.Connection, dict[str, PreparedStatement]] = {}
+        """Each open connection's prepared statements, by query."""
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         conn = await self._borrow()
         try:
             self._counted()
-            row = await conn.fetchrow(query, *args)
+            prepared = self._prepared.setdefault(conn, {})
+            statement = prepared.get(query)
+            if statement is None:
+                statement = prepared[query] = await conn.prepare(query)
+            row = await statement.fetchrow(*args)
         except BaseException:
+            self._gone(conn)
             conn.terminate()
             self._free_slot()
             raise
         self._give_back(conn)
         return row
+
+    def _gone(self, conn: asyncpg.Connection) -> None:
+        self._prepared.pop(conn, None)
 
     async def close(self) -> None:
         self._closed = True
@@ -139,6 +154,7 @@ class Statements:
                 waiter.set_exception(asyncpg.InterfaceError("the connections are closed"))
         idle, self._idle = self._idle, []
         self._open -= len(idle)
+        self._prepared.clear()
         try:
             await asyncio.wait_for(asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True), 5)
         except TimeoutError:
@@ -156,6 +172,7 @@ class Statements:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
+            self._gone(conn)
             self._open -= 1  # closed by the server while idle
         if self._open < self._size:
             self._open += 1
@@ -204,6 +221,7 @@ class Statements:
                 waiter.set_result(conn)
                 return
         if self._closed:
+            self._gone(conn)
             conn.terminate()
             self._open -= 1
         else:
