@@ -42,9 +42,9 @@ VERSION = metadata.version("liveline")
 STATEMENT_CONNECTIONS = 8
 """Connections (`Statements`) for the timeline renders and every request's token lookup, beside the main pool:
 each is lent for one statement at a time. With 4, renders queued for a connection whenever a burst of them
-came (each a wait and a wake on the event loop more): 8 rendered 1.09× the pages a second at 0.92× the CPU a page
-(ten alternating rounds side by side). With the main pool's 10 and the LISTEN connection, a worker holds 19, so
-four workers fit PostgreSQL's default of 100."""
+came (each a wait and a wake on the event loop more): 8 rendered 1.09 times the pages a second at 0.92 times
+the CPU a page (ten alternating rounds side by side). With the main pool's 10 and the LISTEN connection, a
+worker holds 19, so four workers fit PostgreSQL's default of 100."""
 STATEMENTS_NAME = "liveline pages"
 """Their application_name, as pg_stat_activity shows it."""
 
