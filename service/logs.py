@@ -44,9 +44,12 @@ def _stamp(created: float) -> str:
     micros, seconds = round(fraction * 1_000_000), int(whole)
     if micros >= 1_000_000:
         seconds, micros = seconds + 1, micros - 1_000_000
-    if _second[0] != seconds:
-        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{_second[1]}.{micros // 1000:03d}+00:00"
+    # Read once: the access log's writer and the other logs' writer are two threads, and may stamp lines of two
+    # different seconds at once.
+    second = _second
+    if second[0] != seconds:
+        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{second[1]}.{micros // 1000:03d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
