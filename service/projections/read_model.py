@@ -13,7 +13,7 @@ import msgspec
 from service.domain.events import RecordedEvent
 from service.domain.state import CoverageState, PostState, evolve
 from service.store.events import HEAD_COLUMNS, HEAD_JOIN, Head, head_of
-from service.store.pool import Connection, RowSource
+from service.store.pool import Connection, Statements
 
 Order = Literal["newest", "oldest"]
 
@@ -255,6 +255,33 @@ _PAGE_KEYS = {
     )
     for (newest, key_events), query in _TIMELINE.items()
 }
+# The same for several pages of one coverage at once (`Together`): the coverage's columns once (MATERIALIZED, or its
+# subqueries would run again for every page), then each page from its own bound and limit, numbered in `n`.
+_KEYS_TOGETHER = """
+WITH c AS MATERIALIZED (
+    SELECT c.id, c.state::text AS state,
+           (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
+            ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
+           (SELECT ROW(p.id, p.changed_version) FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned
+    FROM coverages c WHERE c.id = $1
+)
+SELECT q.n, c.state, c.latest_post_id, c.pinned, page.ids, page.versions
+FROM c, unnest($2::int[], $3::int[]) WITH ORDINALITY AS q(bound, lim, n), LATERAL (
+    SELECT coalesce(array_agg(id ORDER BY sequence {direction}), '{{}}') AS ids,
+           coalesce(array_agg(changed_version ORDER BY sequence {direction}), '{{}}') AS versions
+    FROM ({posts}) shown
+) page
+"""
+_PAGE_KEYS_TOGETHER = {
+    (newest, key_events): _KEYS_TOGETHER.format(
+        posts=query.replace("SELECT state ", "SELECT id, changed_version, sequence ")
+        .replace("$1", "c.id")
+        .replace("$2", "q.bound")
+        .replace("$3", "q.lim"),
+        direction="DESC" if newest else "ASC",
+    )
+    for (newest, key_events), query in _TIMELINE.items()
+}
 # The page with its states, as JSON text decoded straight into their types (no dict built, then converted).
 _PAGES = {
     key: _PAGE.format(what="p.state::text", posts=query.replace("SELECT state ", "SELECT state::text "))
@@ -265,7 +292,7 @@ _POST = msgspec.json.Decoder(PostState)
 
 
 async def timeline_page(
-    rows: RowSource,
+    rows: Statements,
     coverage_id: str,
     *,
     limit: int,
@@ -281,7 +308,8 @@ async def timeline_page(
     read. Otherwise a second statement reads the page again with every state (a later snapshot, whole in itself).
     """
     newest, bound = _direction(order, past)
-    row = await rows.fetchrow(_PAGE_KEYS[newest, key_events_only], coverage_id, bound, limit)
+    which = newest, key_events_only
+    row = await rows.together.fetchrow(_PAGE_KEYS[which], _PAGE_KEYS_TOGETHER[which], (coverage_id,), (bound, limit))
     if row is None:
         return None
     pinned_key, ids, versions = row["pinned"], row["ids"], row["versions"]
@@ -289,7 +317,7 @@ async def timeline_page(
     if held is not None:
         coverage = CoverageRow(_COVERAGE.decode(row["state"]), row["latest_post_id"])
         return PageRead(coverage, held[: len(ids)], held[-1] if pinned_key else None)
-    row = await rows.fetchrow(_PAGES[newest, key_events_only], coverage_id, bound, limit)
+    row = await rows.fetchrow(_PAGES[which], coverage_id, bound, limit)
     if row is None:
         return None
     posts = [_POST.decode(state) for state in row["posts"]]

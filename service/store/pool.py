@@ -13,6 +13,8 @@ import asyncpg
 import msgspec
 from asyncpg.prepared_stmt import PreparedStatement
 
+from service.store.together import Together
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -125,23 +127,42 @@ class Statements:
         self._closed = False
         self._prepared: dict[asyncpg.Connection, dict[str, PreparedStatement]] = {}
         """Each open connection's prepared statements, by query."""
+        self.together = Together(self.fetchrow, self.fetch)
+        """The same reads, made as one statement when they queue."""
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         conn = await self._borrow()
         try:
             self._counted()
-            prepared = self._prepared.setdefault(conn, {})
-            statement = prepared.get(query)
-            if statement is None:
-                statement = prepared[query] = await conn.prepare(query)
+            statement = self._prepared.setdefault(conn, {}).get(query) or await self._prepare(conn, query)
             row = await statement.fetchrow(*args)
         except BaseException:
-            self._gone(conn)
-            conn.terminate()
-            self._free_slot()
+            self._lost(conn)
             raise
         self._give_back(conn)
         return row
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self._borrow()
+        try:
+            self._counted()
+            statement = self._prepared.setdefault(conn, {}).get(query) or await self._prepare(conn, query)
+            rows = await statement.fetch(*args)
+        except BaseException:
+            self._lost(conn)
+            raise
+        self._give_back(conn)
+        return rows
+
+    async def _prepare(self, conn: asyncpg.Connection, query: str) -> PreparedStatement:
+        statement = self._prepared[conn][query] = await conn.prepare(query)
+        return statement
+
+    def _lost(self, conn: asyncpg.Connection) -> None:
+        """A statement did not end normally: the connection is closed, its slot freed."""
+        self._gone(conn)
+        conn.terminate()
+        self._free_slot()
 
     def _gone(self, conn: asyncpg.Connection) -> None:
         self._prepared.pop(conn, None)
