@@ -69,6 +69,17 @@ async def test_reads_that_queue_go_as_one_statement_each_with_its_own_answer(
     assert together._groups == {}, "nothing is kept once the reads are answered"
 
 
+async def test_a_batch_takes_at_most_its_limit_and_the_rest_go_next(lender: tuple[Statements, Counted]) -> None:
+    statements, counted = lender
+    together = Together(statements.fetchrow, statements.fetch, in_flight=1, most=3)
+    holding = await busy(statements)
+    reads = [asyncio.create_task(together.fetchrow(ONE, MANY, ("desk",), (share,))) for share in range(1, 9)]
+    await holding
+    answers = await asyncio.gather(*reads)
+    assert [answer(row) for row in answers] == [("desk", 60 // share) for share in range(1, 9)]
+    assert counted.statements == 1 + 1 + 3, "held, the first alone, then seven in batches of three, three and one"
+
+
 async def test_reads_with_other_shared_parameters_never_share_a_statement(lender: tuple[Statements, Counted]) -> None:
     statements, counted = lender
     together = Together(statements.fetchrow, statements.fetch, in_flight=1)
