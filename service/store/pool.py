@@ -96,6 +96,16 @@ CONNECT_TIMEOUT = 5.0
 """Seconds `Statements` waits for a new connection."""
 
 
+class _Lent(asyncpg.Connection):
+    """A `Statements` connection, with the statements it has prepared: they live and go with it."""
+
+    __slots__ = ("prepared",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: dict[str, PreparedStatement] = {}
+
+
 class Statements:
     """Up to `size` connections, each lent for one statement and given back as soon as its row is read: the
     edge's timeline renders and every request's token lookup, thousands a second.
@@ -119,14 +129,12 @@ class Statements:
         # a timeline page afresh at every run (the generic plan's estimate, an average over coverages, looked
         # dearer than a custom one's): 0.25 ms of planning for 0.05 ms of execution in a 100,000-post table.
         self._settings = {"plan_cache_mode": "force_generic_plan", **settings}
-        self._idle: list[asyncpg.Connection] = []
+        self._idle: list[_Lent] = []
         self._open = 0
         """Connections open or being opened, lent or idle."""
-        self._waiting: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self._waiting: deque[asyncio.Future[_Lent | None]] = deque()
         """Borrowers waiting for a connection, or for None: the right to open one."""
         self._closed = False
-        self._prepared: dict[asyncpg.Connection, dict[str, PreparedStatement]] = {}
-        """Each open connection's prepared statements, by query."""
         self.together = Together(self.fetchrow, self.fetch)
         """The same reads, made as one statement when they queue."""
 
@@ -134,7 +142,7 @@ class Statements:
         conn = await self._borrow()
         try:
             self._counted()
-            statement = self._prepared.setdefault(conn, {}).get(query) or await self._prepare(conn, query)
+            statement = conn.prepared.get(query) or await self._prepare(conn, query)
             row = await statement.fetchrow(*args)
         except BaseException:
             self._lost(conn)
@@ -146,7 +154,7 @@ class Statements:
         conn = await self._borrow()
         try:
             self._counted()
-            statement = self._prepared.setdefault(conn, {}).get(query) or await self._prepare(conn, query)
+            statement = conn.prepared.get(query) or await self._prepare(conn, query)
             rows = await statement.fetch(*args)
         except BaseException:
             self._lost(conn)
@@ -154,18 +162,14 @@ class Statements:
         self._give_back(conn)
         return rows
 
-    async def _prepare(self, conn: asyncpg.Connection, query: str) -> PreparedStatement:
-        statement = self._prepared[conn][query] = await conn.prepare(query)
+    async def _prepare(self, conn: _Lent, query: str) -> PreparedStatement:
+        statement = conn.prepared[query] = await conn.prepare(query)
         return statement
 
-    def _lost(self, conn: asyncpg.Connection) -> None:
+    def _lost(self, conn: _Lent) -> None:
         """A statement did not end normally: the connection is closed, its slot freed."""
-        self._gone(conn)
         conn.terminate()
         self._free_slot()
-
-    def _gone(self, conn: asyncpg.Connection) -> None:
-        self._prepared.pop(conn, None)
 
     async def close(self) -> None:
         self._closed = True
@@ -175,7 +179,6 @@ class Statements:
                 waiter.set_exception(asyncpg.InterfaceError("the connections are closed"))
         idle, self._idle = self._idle, []
         self._open -= len(idle)
-        self._prepared.clear()
         try:
             await asyncio.wait_for(asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True), 5)
         except TimeoutError:
@@ -186,19 +189,18 @@ class Statements:
                     conn.terminate()
         # Connections out on loan are closed as they come back (`_give_back`).
 
-    async def _borrow(self) -> asyncpg.Connection:
+    async def _borrow(self) -> _Lent:
         if self._closed:
             raise asyncpg.InterfaceError("the connections are closed")
         while self._idle:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
-            self._gone(conn)
             self._open -= 1  # closed by the server while idle
         if self._open < self._size:
             self._open += 1
             return await self._connect()
-        waiter: asyncio.Future[asyncpg.Connection | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[_Lent | None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:
             handed = await waiter
@@ -219,12 +221,14 @@ class Statements:
             raise asyncpg.InterfaceError("the connections are closed")
         return await self._connect()
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self) -> _Lent:
         """A new connection in a slot already counted in `_open`; the slot is freed if it cannot be opened."""
         try:
             # A short wait: token lookups borrow here, so a database that does not answer must fail requests in
             # seconds (503), not in asyncpg's default minute per waiting borrower.
-            conn = await asyncpg.connect(self._dsn, server_settings=self._settings, timeout=CONNECT_TIMEOUT)
+            conn = await asyncpg.connect(
+                self._dsn, server_settings=self._settings, timeout=CONNECT_TIMEOUT, connection_class=_Lent
+            )
             try:
                 await init_connection(conn)
             except BaseException:
@@ -235,14 +239,13 @@ class Statements:
             raise
         return conn
 
-    def _give_back(self, conn: asyncpg.Connection) -> None:
+    def _give_back(self, conn: _Lent) -> None:
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_result(conn)
                 return
         if self._closed:
-            self._gone(conn)
             conn.terminate()
             self._open -= 1
         else:
