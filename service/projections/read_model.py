@@ -272,14 +272,18 @@ FROM c, unnest($2::int[], $3::int[]) WITH ORDINALITY AS q(bound, lim, n), LATERA
     FROM ({posts}) shown
 ) page
 """
+_BATCHED_PARAMETERS = {"1": "c.id", "2": "q.bound", "3": "q.lim"}
+
+
+def _batched(query: str) -> str:
+    """A `_TIMELINE` page's posts, its parameters taken from the batch's columns."""
+    posts = re.sub(r"\$(\d+)\b", lambda found: _BATCHED_PARAMETERS[found[1]], query)
+    assert "$" not in posts, posts
+    return posts.replace("SELECT state ", "SELECT id, changed_version, sequence ")
+
+
 _PAGE_KEYS_TOGETHER = {
-    (newest, key_events): _KEYS_TOGETHER.format(
-        posts=query.replace("SELECT state ", "SELECT id, changed_version, sequence ")
-        .replace("$1", "c.id")
-        .replace("$2", "q.bound")
-        .replace("$3", "q.lim"),
-        direction="DESC" if newest else "ASC",
-    )
+    (newest, key_events): _KEYS_TOGETHER.format(posts=_batched(query), direction="DESC" if newest else "ASC")
     for (newest, key_events), query in _TIMELINE.items()
 }
 # The page with its states, as JSON text decoded straight into their types (no dict built, then converted).

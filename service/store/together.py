@@ -53,8 +53,9 @@ class Together:
 
     The batched statement takes the shared parameters, then each own parameter as an array (one element per read,
     in order), and answers a row per read that has one, numbered from 1 in a column `n`. Each read gets the row a
-    statement of its own would have given, or None; a fault reaches every read of the batch. A read cancelled
-    while it waits leaves the batch; a cancelled leader hands the batch on to the next read still waiting.
+    statement of its own would have given (with that `n` beside its columns: read them by name), or None; a fault
+    reaches every read of the batch. A read cancelled while it waits leaves the batch; a cancelled leader hands
+    the batch on to the next read still waiting.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Together:
                 return row
             columns = zip(*(wanted.own for wanted in members), strict=True)
             rows = await self._many(batched, *shared, *([*column] for column in columns))
+            by_number = {row["n"]: row for row in rows}
         except asyncio.CancelledError:
             self._hand_on(key, group, members, me)
             raise
@@ -107,7 +109,6 @@ class Together:
                     wanted.answer.set_exception(error)
             self._ended(key, group)
             raise
-        by_number = {row["n"]: row for row in rows}
         mine = None
         for number, wanted in enumerate(members, 1):
             if wanted is me:

@@ -61,7 +61,7 @@ async def test_reads_that_queue_go_as_one_statement_each_with_its_own_answer(
     shares = [3, 0, 5, 4, -1, 3, 12, 1]  # 0 and -1 have no row; 3 twice
     reads = [asyncio.create_task(together.fetchrow(ONE, MANY, ("desk",), (share,))) for share in shares]
     await holding
-    answers = await asyncio.gather(*reads)
+    answers = await asyncio.wait_for(asyncio.gather(*reads), 5)
     assert [answer(row) for row in answers] == [("desk", 60 // s) if s > 0 else None for s in shares]
     # The held connection's statement, the first read alone (it was running, waiting for the connection), then
     # the seven that queued behind it as one.
@@ -75,7 +75,7 @@ async def test_a_batch_takes_at_most_its_limit_and_the_rest_go_next(lender: tupl
     holding = await busy(statements)
     reads = [asyncio.create_task(together.fetchrow(ONE, MANY, ("desk",), (share,))) for share in range(1, 9)]
     await holding
-    answers = await asyncio.gather(*reads)
+    answers = await asyncio.wait_for(asyncio.gather(*reads), 5)
     assert [answer(row) for row in answers] == [("desk", 60 // share) for share in range(1, 9)]
     assert counted.statements == 1 + 1 + 3, "held, the first alone, then seven in batches of three, three and one"
 
@@ -87,7 +87,7 @@ async def test_reads_with_other_shared_parameters_never_share_a_statement(lender
     desks = ["world", "europe", "world", "europe", "world"]
     reads = [asyncio.create_task(together.fetchrow(ONE, MANY, (d,), (i + 1,))) for i, d in enumerate(desks)]
     await holding
-    answers = await asyncio.gather(*reads)
+    answers = await asyncio.wait_for(asyncio.gather(*reads), 5)
     assert [answer(row) for row in answers] == [(d, 60 // (i + 1)) for i, d in enumerate(desks)]
     assert counted.statements == 5, "the held one, then each desk's first alone and the rest of each desk together"
 
@@ -110,11 +110,18 @@ async def test_a_reader_that_gives_up_while_waiting_leaves_the_batch_and_the_res
 
 async def test_a_leader_cancelled_while_its_batch_runs_hands_the_batch_on(lender: tuple[Statements, Counted]) -> None:
     statements, counted = lender
-    together = Together(statements.fetchrow, statements.fetch, in_flight=1)
+    batches = asyncio.Event()
+
+    async def many(query: str, *args: Any) -> list[asyncpg.Record]:
+        batches.set()
+        return await statements.fetch(query, *args)
+
+    together = Together(statements.fetchrow, many, in_flight=1)
     holding = await busy(statements)
     reads = [asyncio.create_task(together.fetchrow(ONE, SLOW_MANY, ("desk",), (share,))) for share in (1, 2, 3, 4)]
     await holding
-    await asyncio.sleep(0.15)  # the first has been answered; the batch of the other three sleeps in PostgreSQL
+    await asyncio.wait_for(batches.wait(), 5)
+    await asyncio.sleep(0.05)  # the batch of the other three is under way (it sleeps 0.3 s in PostgreSQL)
     assert reads[0].done() and not reads[1].done()
     reads[1].cancel()
     done = await asyncio.wait_for(asyncio.gather(*reads, return_exceptions=True), 5)
@@ -161,7 +168,7 @@ async def test_a_fault_reaches_every_read_of_its_batch_and_the_next_reads_are_an
     done = await asyncio.wait_for(asyncio.gather(*reads, return_exceptions=True), 5)
     assert answer(done[0]) == ("desk", 60), "the first went alone"
     assert all(isinstance(error, asyncpg.DivisionByZeroError) for error in done[1:])
-    again = await together.fetchrow(ONE, faulty, ("desk",), (6,))
+    again = await asyncio.wait_for(together.fetchrow(ONE, faulty, ("desk",), (6,)), 5)
     assert answer(again) == ("desk", 10)
     assert together._groups == {}
 
@@ -198,7 +205,7 @@ async def test_timeline_pages_read_together_are_the_pages_read_one_by_one(
     assert first.pinned is not None and first.pinned.id == ids[7]
     holding = await busy(statements)
     before = counted.statements
-    read_together = await asyncio.gather(*(page(shape) for shape in shapes))
+    read_together = await asyncio.wait_for(asyncio.gather(*(page(shape) for shape in shapes)), 10)
     await holding
     assert read_together == alone
     # Five groups (four shapes of statement in one coverage, and the missing coverage), each: two alone (they were
