@@ -211,3 +211,18 @@ async def test_timeline_pages_read_together_are_the_pages_read_one_by_one(
     # Five groups (four shapes of statement in one coverage, and the missing coverage), each: two alone (they were
     # running, waiting for the connection), then the rest as one.
     assert counted.statements - before == 5 * 3
+
+
+async def test_a_batch_answered_without_its_numbers_fails_its_readers_rather_than_stranding_them(
+    lender: tuple[Statements, Counted],
+) -> None:
+    statements, _ = lender
+    unnumbered = "SELECT $1::text AS who, x AS share FROM unnest($2::int[]) AS q(x)"
+    together = Together(statements.fetchrow, statements.fetch, in_flight=1)
+    holding = await busy(statements)
+    reads = [asyncio.create_task(together.fetchrow(ONE, unnumbered, ("desk",), (share,))) for share in (1, 2, 3)]
+    await holding
+    done = await asyncio.wait_for(asyncio.gather(*reads, return_exceptions=True), 5)
+    assert answer(done[0]) == ("desk", 60)
+    assert all(isinstance(error, KeyError) for error in done[1:]), done
+    assert together._groups == {}
