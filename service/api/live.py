@@ -63,12 +63,18 @@ class CoverageVersions:
 
     def _wake_all(self) -> None:
         for coverage_id in list(self._waiters):
-            self._wake(coverage_id)
+            self._wake(coverage_id, at_once=True)
 
-    def _wake(self, coverage_id: str) -> None:
+    def _wake(self, coverage_id: str, at_once: bool = False) -> None:
+        """Release this coverage's waiters: `WAKE_DELAY` after a change, at once when the listener reconnects or the
+        process closes. The version is known at once either way: a reader that asks meanwhile sees the change."""
         waiters = self._waiters.pop(coverage_id, None)
-        if waiters:
+        if not waiters:
+            return
+        if at_once:
             _release_slices(list(waiters), 0)
+        else:
+            asyncio.get_running_loop().call_later(WAKE_DELAY, _release_slices, list(waiters), 0)
 
     def start_wait(self, coverage_id: str, seconds: float) -> tuple[asyncio.Future[None], int]:
         """A future done when this coverage may have changed, the listener reconnects, the process closes or
@@ -116,6 +122,13 @@ def _release(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
+
+WAKE_DELAY = 0.005
+"""Seconds between a change becoming known and its waiting readers waking. The write that made it is answered
+meanwhile: its commit's notification reaches this process as the write returns, and the streams it wakes would
+otherwise take turns ahead of the write's own remaining awaits (bench.fanout: the publish's p99 went from 2.1-2.7 times
+its value with no subscriber to 0.9-1.2 times at 2,000 and 10,000 streams). Changes that come within it wake each
+reader once, for all of them."""
 
 WAKE_SLICE = 32
 """Waiters woken per turn of the event loop. Waking ten thousand streams at once would queue their deliveries

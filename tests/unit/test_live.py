@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from service.api.changes import wait_for_change
-from service.api.live import WAKE_SLICE, CoverageVersions, Rendered, RenderedPages, SharedReads
+from service.api.live import WAKE_DELAY, WAKE_SLICE, CoverageVersions, Rendered, RenderedPages, SharedReads
 from service.api.streams import Client
 
 
@@ -48,6 +48,52 @@ def listening(*coverage_ids: str) -> CoverageVersions:
     return versions
 
 
+async def until_woken(woken: list[int]) -> float:
+    """Loop turns until the first waiter has woken; the seconds that took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not woken:
+        assert loop.time() - started < 5, "nobody woke"
+        await asyncio.sleep(0)
+    return loop.time() - started
+
+
+async def test_waiters_wake_a_moment_after_a_change_once_for_changes_within_it() -> None:
+    """The write that made a change is answered before the streams it wakes take their turns (WAKE_DELAY)."""
+    versions = listening("k")
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        woken.append(await wait_for_change(versions, None, "k", 1, 30))  # type: ignore[arg-type]
+
+    tasks = [asyncio.create_task(waiter(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    versions.observe("k", 2)
+    assert versions.known("k") == 2, "a reader that asks now sees the change"
+    versions.observe("k", 3)
+    took = await until_woken(woken)
+    assert took >= WAKE_DELAY * 0.9, took
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert woken == [3, 3, 3], "woken once, after both changes, and each sees the newer"
+
+
+async def test_closing_wakes_waiters_at_once() -> None:
+    versions = listening("k")
+    woken: list[int] = []
+
+    async def waiter() -> None:
+        await wait_for_change(versions, None, "k", 1, 30)  # type: ignore[arg-type]
+        woken.append(1)
+
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    versions.close()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert woken == [1], "closing does not wait for WAKE_DELAY"
+    await task
+
+
 async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the_rest() -> None:
     versions = listening("k", "other")
     woken: list[int] = []
@@ -60,8 +106,7 @@ async def test_a_change_wakes_every_waiter_a_slice_at_a_time_and_close_wakes_the
     others = [asyncio.create_task(waiter(-1, "other")) for _ in range(3)]
     await asyncio.sleep(0)
     versions.observe("k", 2)
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await until_woken(woken)
     assert 0 < len(woken) <= 2 * WAKE_SLICE, "not all at once: other work gets a turn between slices"
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert sorted(woken) == list(range(1000))
