@@ -107,12 +107,15 @@ class CoverageRow(msgspec.Struct, frozen=True):
     latest_post_id: str | None
 
 
-_WITH_LATEST = """
+_LATEST_POST = """(SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
+        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id"""
+"""A coverage `c`'s latest post, a column of every read of a coverage."""
+
+_WITH_LATEST = f"""
 SELECT c.state,
-       (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
-        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id
+       {_LATEST_POST}
 FROM coverages c
-"""
+"""  # noqa: S608 (constant fragments)
 
 
 def _coverage_row(row: asyncpg.Record) -> CoverageRow:
@@ -225,29 +228,31 @@ class KnownPosts:
             del self._states[post_id]
 
 
-_PAGE = """
+_PAGE = f"""
 SELECT c.state::text,
-       (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
-        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
-       (SELECT {what} FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
-       ARRAY({posts}) AS posts
+       {_LATEST_POST},
+       (SELECT {{what}} FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
+       ARRAY({{posts}}) AS posts
 FROM coverages c WHERE c.id = $1
-"""
+"""  # noqa: S608 (constant fragments)
 # Which posts a page shows, at which version: a small answer, checked against the posts this process holds. Two
 # plain arrays rather than an array of rows: asyncpg decodes them for a fifth less (a composite makes a record each).
-_KEYS = """
-SELECT c.state::text,
-       (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
-        ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
-       (SELECT ROW(p.id, p.changed_version) FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned,
-       page.ids, page.versions
-FROM coverages c, LATERAL (
+_PINNED_KEY = "(SELECT ROW(p.id, p.changed_version) FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned"
+_PAGE_ARRAYS = """LATERAL (
     SELECT coalesce(array_agg(id ORDER BY sequence {direction}), '{{}}') AS ids,
            coalesce(array_agg(changed_version ORDER BY sequence {direction}), '{{}}') AS versions
     FROM ({posts}) shown
-) page
+) page"""
+"""The page's post ids and versions (`_KEYS`, `_KEYS_TOGETHER`), still to be formatted with `posts` and
+`direction`."""
+_KEYS = f"""
+SELECT c.state::text,
+       {_LATEST_POST},
+       {_PINNED_KEY},
+       page.ids, page.versions
+FROM coverages c, {_PAGE_ARRAYS}
 WHERE c.id = $1
-"""
+"""  # noqa: S608 (constant fragments)
 _PAGE_KEYS = {
     (newest, key_events): _KEYS.format(
         posts=query.replace("SELECT state ", "SELECT id, changed_version, sequence "),
@@ -257,21 +262,16 @@ _PAGE_KEYS = {
 }
 # The same for several pages of one coverage at once (`Together`): the coverage's columns once (MATERIALIZED, or its
 # subqueries would run again for every page), then each page from its own bound and limit, numbered in `n`.
-_KEYS_TOGETHER = """
+_KEYS_TOGETHER = f"""
 WITH c AS MATERIALIZED (
     SELECT c.id, c.state::text AS state,
-           (SELECT p.id FROM posts p WHERE p.coverage_id = c.id AND NOT p.retracted
-            ORDER BY p.sequence DESC LIMIT 1) AS latest_post_id,
-           (SELECT ROW(p.id, p.changed_version) FROM posts p WHERE p.id = c.state->>'pinned_post_id') AS pinned
+           {_LATEST_POST},
+           {_PINNED_KEY}
     FROM coverages c WHERE c.id = $1
 )
 SELECT q.n, c.state, c.latest_post_id, c.pinned, page.ids, page.versions
-FROM c, unnest($2::int[], $3::int[]) WITH ORDINALITY AS q(bound, lim, n), LATERAL (
-    SELECT coalesce(array_agg(id ORDER BY sequence {direction}), '{{}}') AS ids,
-           coalesce(array_agg(changed_version ORDER BY sequence {direction}), '{{}}') AS versions
-    FROM ({posts}) shown
-) page
-"""
+FROM c, unnest($2::int[], $3::int[]) WITH ORDINALITY AS q(bound, lim, n), {_PAGE_ARRAYS}
+"""  # noqa: S608 (constant fragments)
 _BATCHED_PARAMETERS = {"1": "c.id", "2": "q.bound", "3": "q.lim"}
 
 

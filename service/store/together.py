@@ -46,7 +46,7 @@ class Together:
     is read (one in flight served fewer pages a second in the benchmark, four no more than two).
 
     Why: most of a small read's cost is the statement's, not the rows'. A timeline page's keys cost 45 µs in the
-    client and 56 µs in PostgreSQL one at a time, 12 and 20 µs a page eight at a time (a prepared statement
+    client and 56 µs in PostgreSQL one at a time, 11 and 20 µs a page eight at a time (a prepared statement
     against a 60-post coverage, a loop of 8,000 pages). Nothing in asyncpg does this (a pipeline still sends one
     statement per read), and a DataLoader-like library batches by event-loop tick, which adds a wait to every
     read, even on an idle server; this waits only when reads already queue.
